@@ -13,7 +13,11 @@ import (
 const usage = `usage: kubegate <command> [flags]
 
 commands:
-  demo    start a local Kubernetes control plane (etcd, kube-apiserver, test kubelet, Dex) in the foreground
+  serve --config FILE       run the gateway
+  policy check ...          show what the policy decides for a request
+  kubeconfig ...            write a kubeconfig for an agent that authenticates with 'kubegate token'
+  token ...                 exec credential plugin: print a short-lived token for kubectl
+  demo run|up|down          a local cluster with kubegate in front of it
 `
 
 func main() {
@@ -24,9 +28,18 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
+	args := os.Args[2:]
 	switch os.Args[1] {
+	case "serve":
+		err = runServe(ctx, args)
+	case "policy":
+		err = runPolicy(ctx, args)
+	case "kubeconfig":
+		err = runKubeconfig(ctx, args)
+	case "token":
+		err = runToken(ctx, args)
 	case "demo":
-		err = runDemo(ctx, os.Args[2:])
+		err = runDemo(ctx, args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

@@ -57,6 +57,7 @@ type Env struct {
 	// Client is a clientset for RESTConfig.
 	Client kubernetes.Interface
 
+	ca       *CA
 	tempDir  bool
 	progress io.Writer
 	mu       sync.Mutex
@@ -173,7 +174,7 @@ func (e *Env) writePKI() (*pki, error) {
 	if p.saKey, p.saPub, err = writeRSAKeyPair(dir, "sa"); err != nil {
 		return nil, err
 	}
-	e.CAFile, e.CAPEM = p.caFile, ca.CertPEM
+	e.CAFile, e.CAPEM, e.ca = p.caFile, ca.CertPEM, ca
 	return p, nil
 }
 

@@ -26,6 +26,9 @@ func (e *Env) seed(ctx context.Context) error {
 	if _, err := e.Client.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); ignoreExists(err) != nil {
 		return err
 	}
+	if err := e.aggregateClusterRoles(ctx); err != nil {
+		return err
+	}
 	for _, ns := range append([]string{"default"}, e.Namespaces...) {
 		if err := e.CreateNamespace(ctx, ns); err != nil {
 			return err

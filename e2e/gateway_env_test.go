@@ -1,0 +1,88 @@
+package e2e
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/kubegate/kubegate/internal/stack"
+	"github.com/kubegate/kubegate/internal/testenv"
+)
+
+// gatewayEnv is a kubegate node in front of the shared cluster, with
+// kubeconfigs for the test identities.
+type gatewayEnv struct {
+	url       string
+	adminURL  string
+	auditPath string
+	// Kubeconfigs through kubegate: the Dex user "agent" (group
+	// dex:agents), the Dex user "admin" (dex:platform-admins) and the
+	// ServiceAccount dev/ci-bot.
+	agentKubeconfig, adminKubeconfig, botKubeconfig string
+}
+
+var (
+	gwOnce sync.Once
+	gwEnv  *gatewayEnv
+	gwErr  error
+)
+
+// testPolicy is the policy the end-to-end tests run kubegate with.
+const testPolicy = `
+policy:
+  defaultRules: true
+  rules:
+  - name: no-deletes-in-prod
+    namespaces: ["prod"]
+    verbs: ["delete", "deletecollection"]
+    action: deny
+    message: deleting in prod needs a change ticket
+  - name: prod-secrets-need-approval
+    namespaces: ["prod"]
+    resources: ["secrets"]
+    action: require-approval
+    message: an approver releases secrets in prod
+  - name: discovery
+    nonResourceURLs: ["/api", "/api/*", "/apis", "/apis/*", "/version", "/openapi/*"]
+    verbs: ["get"]
+    action: allow
+  - name: agents-and-bots
+    groups: ["dex:agents", "system:serviceaccounts:dev"]
+    action: allow
+    auditLevel: Request
+  - name: platform-admins
+    groups: ["dex:platform-admins"]
+    action: allow
+`
+
+// gateway starts (once per test binary) a kubegate node in this process.
+func gateway(t *testing.T) *gatewayEnv {
+	t.Helper()
+	gwOnce.Do(func() { gwEnv, gwErr = startGateway(testenv.Get(t)) })
+	if gwErr != nil {
+		t.Fatalf("starting kubegate: %v", gwErr)
+	}
+	return gwEnv
+}
+
+func startGateway(env *testenv.Env) (*gatewayEnv, error) {
+	logFile, err := os.Create(filepath.Join(env.Dir, "logs", "kubegate.log"))
+	if err != nil {
+		return nil, err
+	}
+	st, err := stack.Start(context.Background(), env, stack.Options{
+		Dir:    filepath.Join(env.Dir, "kubegate"),
+		Policy: testPolicy,
+		Log:    slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &gatewayEnv{
+		url: st.URL, adminURL: st.AdminURL, auditPath: st.AuditPath,
+		agentKubeconfig: st.Kubeconfigs["agent"], adminKubeconfig: st.Kubeconfigs["admin"], botKubeconfig: st.Kubeconfigs["ci-bot"],
+	}, nil
+}

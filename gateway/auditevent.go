@@ -1,0 +1,116 @@
+package gateway
+
+import (
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/kubegate/kubegate/audit"
+	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+)
+
+// auditEvent builds the request's one audit event, shaped like the
+// apiserver's own (audit.k8s.io/v1, stage ResponseComplete).
+func (g *Gateway) auditEvent(r *http.Request, x *exchange, rec *responseRecorder, end time.Time) *auditv1.Event {
+	level := auditv1.Level(x.decision.AuditLevel)
+	if level == "" || level == auditv1.LevelNone {
+		level = auditv1.LevelMetadata
+	}
+	ev := &auditv1.Event{
+		TypeMeta:                 metav1.TypeMeta{Kind: "Event", APIVersion: "audit.k8s.io/v1"},
+		Level:                    level,
+		AuditID:                  types.UID(x.id),
+		Stage:                    auditv1.StageResponseComplete,
+		RequestURI:               r.URL.RequestURI(),
+		Verb:                     strings.ToLower(r.Method),
+		SourceIPs:                sourceIPs(r),
+		UserAgent:                r.UserAgent(),
+		ResponseStatus:           &metav1.Status{Code: int32(rec.code())},
+		RequestReceivedTimestamp: metav1.NewMicroTime(x.start),
+		StageTimestamp:           metav1.NewMicroTime(end),
+		Annotations:              map[string]string{},
+	}
+	if x.principal != nil {
+		u := authnv1.UserInfo{Username: x.principal.User, UID: x.principal.UID, Groups: x.principal.Groups}
+		if len(x.principal.Extra) > 0 {
+			u.Extra = map[string]authnv1.ExtraValue{}
+			for k, v := range x.principal.Extra {
+				u.Extra[k] = v
+			}
+		}
+		ev.User = u
+		ev.ImpersonatedUser = &u // kubegate acts upstream as the principal
+		ev.Annotations[audit.AnnotationIssuer] = x.principal.Issuer
+	}
+	if x.authErr != nil {
+		ev.Annotations[audit.AnnotationAuthError] = x.authErr.Error()
+	}
+	if x.req != nil {
+		ev.Verb = x.req.Verb
+		if x.req.IsResourceRequest {
+			ev.ObjectRef = &auditv1.ObjectReference{
+				Resource: x.req.Resource, Subresource: x.req.Subresource, Namespace: x.req.Namespace,
+				Name: x.req.Name, APIGroup: x.req.APIGroup, APIVersion: x.req.APIVersion,
+			}
+		}
+		if x.req.Upgrade != "" {
+			ev.Annotations[audit.AnnotationUpgrade] = string(x.req.Upgrade)
+		}
+	}
+	if x.decision.Action != "" {
+		ev.Annotations[audit.AnnotationDecision] = string(x.decision.Action)
+		ev.Annotations[audit.AnnotationRule] = x.decision.Rule
+		if x.decision.Message != "" && x.decision.Action != "allow" {
+			ev.Annotations[audit.AnnotationMessage] = x.decision.Message
+		}
+	}
+	if x.upErr != nil {
+		ev.Annotations[audit.AnnotationUpstream] = x.upErr.Error()
+	}
+	if level == auditv1.LevelRequest || level == auditv1.LevelRequestResponse {
+		g.addBodies(ev, r, x, rec, level)
+	}
+	return ev
+}
+
+// addBodies copies JSON request and response bodies into the event. Secret
+// bodies are never copied: their values must not reach audit storage.
+func (g *Gateway) addBodies(ev *auditv1.Event, r *http.Request, x *exchange, rec *responseRecorder, level auditv1.Level) {
+	if x.req != nil && x.req.APIGroup == "" && x.req.Resource == "secrets" {
+		ev.Annotations[audit.AnnotationBodyOmit] = "secret values are not recorded"
+		return
+	}
+	if len(x.body) > 0 {
+		if isJSON(r.Header.Get("Content-Type")) && len(x.body) <= g.cfg.MaxAuditBodyBytes {
+			ev.RequestObject = &runtime.Unknown{Raw: x.body, ContentType: runtime.ContentTypeJSON}
+		} else {
+			ev.Annotations[audit.AnnotationBodyOmit] = "request body not JSON or too large"
+		}
+	}
+	if level == auditv1.LevelRequestResponse && rec.body.Len() > 0 {
+		if rec.truncated() || !isJSON(rec.Header().Get("Content-Type")) {
+			ev.Annotations[audit.AnnotationBodyOmit] = "response body not JSON or too large"
+		} else {
+			ev.ResponseObject = &runtime.Unknown{Raw: rec.body.Bytes(), ContentType: runtime.ContentTypeJSON}
+		}
+	}
+}
+
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
+func sourceIPs(r *http.Request) []string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return []string{host}
+}

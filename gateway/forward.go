@@ -1,0 +1,105 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"syscall"
+
+	"github.com/kubegate/kubegate/identity"
+)
+
+// newProxy builds the reverse proxy to the apiserver. The standard library
+// strips hop-by-hop headers, including those the client names in
+// Connection, before Rewrite runs; Rewrite then removes every credential
+// the client sent and sets kubegate's impersonation headers, so no client
+// header can remove or smuggle them.
+func (g *Gateway) newProxy() *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(g.cfg.Upstream)
+			pr.Out.Host = g.cfg.Upstream.Host
+			stripClientCredentials(pr.Out.Header)
+			if x := exchangeFrom(pr.In.Context()); x != nil && x.principal != nil {
+				setImpersonation(pr.Out.Header, x.principal)
+			}
+		},
+		Transport:     g.cfg.Transport,
+		FlushInterval: -1, // watches and logs -f flush every write
+		ErrorLog:      nil,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			x := exchangeFrom(r.Context())
+			if x != nil {
+				x.upErr = err
+			}
+			if errors.Is(err, r.Context().Err()) {
+				return // the client went away; there is no one to answer
+			}
+			id := ""
+			if x != nil {
+				id = x.id
+			}
+			code := http.StatusBadGateway
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				code = http.StatusServiceUnavailable
+			}
+			g.cfg.Log.Warn("upstream request failed", "request_id", id, "err", err)
+			_, reason := statusFor(ErrUpstream)
+			writeStatus(w, code, reason, fmt.Sprintf("kubegate: the Kubernetes API server is unavailable: %v", err), id, nil)
+		},
+	}
+}
+
+// stripClientCredentials removes every header through which a client could
+// authenticate or act as someone else upstream.
+func stripClientCredentials(h http.Header) {
+	for k := range h {
+		ck := http.CanonicalHeaderKey(k)
+		if ck == "Authorization" || ck == "Proxy-Authorization" ||
+			strings.HasPrefix(ck, "Impersonate-") || strings.HasPrefix(ck, "X-Remote-") {
+			delete(h, k)
+		}
+	}
+}
+
+// setImpersonation makes the apiserver apply the principal's RBAC.
+func setImpersonation(h http.Header, p *identity.Principal) {
+	h.Set("Impersonate-User", p.User)
+	for _, g := range p.Groups {
+		h.Add("Impersonate-Group", g)
+	}
+	if p.UID != "" {
+		h.Set("Impersonate-Uid", p.UID)
+	}
+	for k, vs := range p.Extra {
+		key := "Impersonate-Extra-" + escapeExtraKey(k)
+		for _, v := range vs {
+			h.Add(key, v)
+		}
+	}
+}
+
+// escapeExtraKey percent-encodes an extra key as the apiserver expects in
+// Impersonate-Extra-<key> header names (client-go does the same).
+func escapeExtraKey(k string) string {
+	var b strings.Builder
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if isTokenChar(c) && c != '%' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+func isTokenChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$&'*+-.^_`|~", c) >= 0
+}

@@ -1,0 +1,136 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+
+	"github.com/kubegate/kubegate/audit"
+	"github.com/kubegate/kubegate/identity"
+	"github.com/kubegate/kubegate/policy"
+)
+
+// Authenticator turns a request's credentials into a Principal.
+type Authenticator interface {
+	Authenticate(ctx context.Context, r *http.Request) (*identity.Principal, error)
+}
+
+// Decider decides what happens to a classified request.
+type Decider interface {
+	Decide(in policy.Input) policy.Decision
+}
+
+// readier is implemented by parts that can tell whether they are ready.
+type readier interface{ Ready(ctx context.Context) error }
+
+// healthReporter is implemented by audit sinks that remember their last
+// failure.
+type healthReporter interface{ Healthy() error }
+
+// Config configures a Gateway. It is validated once by New and not changed
+// afterwards.
+type Config struct {
+	// Upstream is the apiserver's base URL. Required.
+	Upstream *url.URL
+	// Transport carries requests to the apiserver with kubegate's own
+	// credential (client certificate, token or exec plugin), as built by
+	// client-go's rest.TransportFor. It must not add impersonation headers
+	// of its own. Required.
+	Transport http.RoundTripper
+	// Authenticator verifies callers. Required.
+	Authenticator Authenticator
+	// Policy decides. Required.
+	Policy Decider
+	// Audit receives one event per request. Required.
+	Audit audit.Sink
+	// Metrics records request metrics. Nil means a private registry nobody
+	// scrapes.
+	Metrics *Metrics
+	// Log receives one line per refused request and upstream errors. Nil
+	// means slog.Default(). Tokens, headers and bodies are never logged.
+	Log *slog.Logger
+	// MaxBodyBytes bounds request bodies kubegate reads to decide on them.
+	// Zero means 3 MiB, the apiserver's own limit.
+	MaxBodyBytes int64
+	// MaxAuditBodyBytes bounds request and response bodies copied into
+	// audit events at levels Request and RequestResponse. Zero means 64 KiB.
+	MaxAuditBodyBytes int
+	// Now is the clock for audit timestamps and latency. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Gateway is kubegate's per-request pipeline, an http.Handler.
+type Gateway struct {
+	cfg   Config
+	proxy *httputil.ReverseProxy
+}
+
+// New validates cfg and builds the pipeline.
+func New(cfg Config) (*Gateway, error) {
+	switch {
+	case cfg.Upstream == nil:
+		return nil, errors.New("gateway: upstream URL is required")
+	case cfg.Transport == nil:
+		return nil, errors.New("gateway: upstream transport is required")
+	case cfg.Authenticator == nil:
+		return nil, errors.New("gateway: authenticator is required")
+	case cfg.Policy == nil:
+		return nil, errors.New("gateway: policy is required")
+	case cfg.Audit == nil:
+		return nil, errors.New("gateway: audit sink is required")
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 3 << 20
+	}
+	if cfg.MaxAuditBodyBytes == 0 {
+		cfg.MaxAuditBodyBytes = 64 << 10
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	g := &Gateway{cfg: cfg}
+	g.proxy = g.newProxy()
+	return g, nil
+}
+
+// Ready reports whether the apiserver answers /readyz with kubegate's
+// credential, every identity provider's keys are loaded, and the audit sink
+// takes events.
+func (g *Gateway) Ready(ctx context.Context) error {
+	if r, ok := g.cfg.Authenticator.(readier); ok {
+		if err := r.Ready(ctx); err != nil {
+			return fmt.Errorf("identity providers: %w", err)
+		}
+	}
+	if h, ok := g.cfg.Audit.(healthReporter); ok {
+		if err := h.Healthy(); err != nil {
+			return fmt.Errorf("audit sink: %w", err)
+		}
+	}
+	u := *g.cfg.Upstream
+	u.Path = "/readyz"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := g.cfg.Transport.RoundTrip(req)
+	if err != nil {
+		return fmt.Errorf("apiserver %s: %w", g.cfg.Upstream.Host, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("apiserver %s: /readyz answered %s", g.cfg.Upstream.Host, resp.Status)
+	}
+	return nil
+}

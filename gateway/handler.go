@@ -1,0 +1,201 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/kubegate/kubegate/identity"
+	"github.com/kubegate/kubegate/k8swire"
+	"github.com/kubegate/kubegate/policy"
+	"k8s.io/apimachinery/pkg/util/uuid"
+)
+
+// exchange is one request's state as it travels the pipeline.
+type exchange struct {
+	id        string
+	start     time.Time
+	principal *identity.Principal
+	req       *k8swire.Request
+	decision  policy.Decision
+	body      []byte // the request body, when kubegate read it to decide
+	authErr   error
+	upErr     error
+}
+
+type ctxKey struct{}
+
+func exchangeFrom(ctx context.Context) *exchange {
+	x, _ := ctx.Value(ctxKey{}).(*exchange)
+	return x
+}
+
+// ServeHTTP runs the pipeline: authenticate, classify, decide, forward,
+// record. Every refusal is a Kubernetes Status, and every request, refused
+// or not, produces exactly one audit event.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	x := &exchange{id: string(uuid.NewUUID()), start: g.cfg.Now()}
+	rec := newResponseRecorder(w, g.cfg.MaxAuditBodyBytes)
+	rec.Header().Set("X-Kubegate-Request-Id", x.id)
+	log := g.cfg.Log.With("request_id", x.id)
+	defer func() {
+		g.finish(r, x, rec, log)
+	}()
+
+	if err := g.serve(rec, r, x); err != nil {
+		code, reason := statusFor(err)
+		msg := g.message(err, x)
+		if code >= 500 {
+			log.Warn("request failed", "code", code, "err", err)
+		} else {
+			log.Info("request refused", "code", code, "user", principalName(x), "err", err)
+		}
+		writeStatus(rec, code, reason, msg, x.id, x.req)
+	}
+}
+
+// serve runs the steps that can refuse the request. A nil return means the
+// request was forwarded and answered.
+func (g *Gateway) serve(w *responseRecorder, r *http.Request, x *exchange) error {
+	p, err := g.cfg.Authenticator.Authenticate(r.Context(), r)
+	if err != nil {
+		x.authErr = err
+		return err
+	}
+	x.principal = p
+	req, err := k8swire.Classify(r)
+	if err != nil {
+		return err
+	}
+	x.req = &req
+	if hasClientImpersonation(r.Header) {
+		return ErrClientImpersonation
+	}
+	if bodyVerbs[req.Verb] && req.Upgrade == k8swire.NoUpgrade && r.Body != nil && r.Body != http.NoBody {
+		if x.body, err = readBody(r.Body, g.cfg.MaxBodyBytes); err != nil {
+			return err
+		}
+	}
+	x.decision = g.cfg.Policy.Decide(policy.Input{
+		Subject:     policy.Subject{User: p.User, UID: p.UID, Groups: p.Groups, Extra: p.Extra},
+		Request:     req,
+		Body:        x.body,
+		ContentType: r.Header.Get("Content-Type"),
+	})
+	switch x.decision.Action {
+	case policy.Allow:
+	case policy.RequireApproval:
+		return ErrApprovalRequired
+	default:
+		return ErrDenied
+	}
+	if req.Upgrade != k8swire.NoUpgrade {
+		return ErrStreamsUnavailable
+	}
+	if h, ok := g.cfg.Audit.(healthReporter); ok {
+		if err := h.Healthy(); err != nil {
+			return fmt.Errorf("%w: %w", ErrAuditUnavailable, err)
+		}
+	}
+	ctx := context.WithValue(r.Context(), ctxKey{}, x)
+	out := r.WithContext(ctx)
+	if x.body != nil {
+		out.Body = io.NopCloser(bytes.NewReader(x.body))
+		out.ContentLength = int64(len(x.body))
+	}
+	g.proxy.ServeHTTP(w, out)
+	return nil
+}
+
+// bodyVerbs are the verbs whose request bodies policy may inspect.
+var bodyVerbs = map[string]bool{"create": true, "update": true, "patch": true}
+
+func readBody(body io.ReadCloser, limit int64) ([]byte, error) {
+	defer body.Close()
+	b, err := io.ReadAll(io.LimitReader(body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading request body: %w", k8swire.ErrBadRequest, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: over %d bytes", ErrBodyTooLarge, limit)
+	}
+	return b, nil
+}
+
+// hasClientImpersonation reports whether the client sent impersonation
+// headers of its own.
+func hasClientImpersonation(h http.Header) bool {
+	for k := range h {
+		if strings.HasPrefix(http.CanonicalHeaderKey(k), "Impersonate-") {
+			return true
+		}
+	}
+	return false
+}
+
+// message is the text a refused client sees. Authentication errors say what
+// was wrong without echoing the token.
+func (g *Gateway) message(err error, x *exchange) string {
+	switch {
+	case errors.Is(err, ErrDenied):
+		msg := x.decision.Message
+		if msg == "" {
+			msg = "no reason given"
+		}
+		return fmt.Sprintf("kubegate: %s denied by rule %q: %s", describe(x.req), x.decision.Rule, msg)
+	case errors.Is(err, ErrApprovalRequired):
+		msg := x.decision.Message
+		if msg != "" {
+			msg = ": " + msg
+		}
+		return fmt.Sprintf("kubegate: %s requires approval by rule %q%s; holding requests for approval is not available in this build", describe(x.req), x.decision.Rule, msg)
+	case errors.Is(err, ErrClientImpersonation):
+		return "kubegate: impersonation headers from clients are not accepted; requests run as the authenticated identity"
+	case errors.Is(err, ErrStreamsUnavailable):
+		return fmt.Sprintf("kubegate: %s is a streaming upgrade (%s), which this build does not relay yet", describe(x.req), x.req.Upgrade)
+	case errors.Is(err, ErrAuditUnavailable):
+		return "kubegate: the audit sink is unavailable, so requests are refused rather than go unrecorded"
+	case errors.Is(err, ErrUpstream):
+		return "kubegate: the Kubernetes API server is unavailable"
+	case x.principal == nil:
+		return "kubegate: " + err.Error()
+	}
+	return "kubegate: " + err.Error()
+}
+
+func principalName(x *exchange) string {
+	if x.principal == nil {
+		return ""
+	}
+	return x.principal.User
+}
+
+// finish records the request's metrics and its audit event.
+func (g *Gateway) finish(r *http.Request, x *exchange, rec *responseRecorder, log *slog.Logger) {
+	end := g.cfg.Now()
+	decision := string(x.decision.Action)
+	if x.principal == nil {
+		decision = "unauthenticated"
+	} else if x.req == nil {
+		decision = "invalid"
+	}
+	verb := "unknown"
+	if x.req != nil {
+		verb = x.req.Verb
+	}
+	g.cfg.Metrics.observe(verb, decision, rec.code(), end.Sub(x.start))
+	if x.upErr != nil {
+		g.cfg.Metrics.upstreamErrors.Inc()
+	}
+	ev := g.auditEvent(r, x, rec, end)
+	if err := g.cfg.Audit.Write(context.WithoutCancel(r.Context()), ev); err != nil {
+		g.cfg.Metrics.auditErrors.Inc()
+		log.Error("writing audit event", "err", err)
+	}
+}

@@ -1,0 +1,45 @@
+package gateway
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the gateway's Prometheus metrics.
+type Metrics struct {
+	requests       *prometheus.CounterVec
+	latency        *prometheus.HistogramVec
+	upstreamErrors prometheus.Counter
+	auditErrors    prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them with reg (nil: not
+// registered anywhere).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubegate_requests_total", Help: "API requests by verb, decision and response code.",
+		}, []string{"verb", "decision", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kubegate_request_duration_seconds", Help: "Time from receiving a request to completing its response, by verb and decision.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"verb", "decision"}),
+		upstreamErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubegate_upstream_errors_total", Help: "Requests that failed to reach the apiserver.",
+		}),
+		auditErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubegate_audit_errors_total", Help: "Audit events that could not be written.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.latency, m.upstreamErrors, m.auditErrors)
+	}
+	return m
+}
+
+func (m *Metrics) observe(verb, decision string, code int, d time.Duration) {
+	m.requests.WithLabelValues(verb, decision, strconv.Itoa(code)).Inc()
+	m.latency.WithLabelValues(verb, decision).Observe(d.Seconds())
+}

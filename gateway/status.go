@@ -1,0 +1,103 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/kubegate/kubegate/identity"
+	"github.com/kubegate/kubegate/k8swire"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Sentinel errors of the pipeline, turned into HTTP replies by statusFor.
+var (
+	// ErrDenied is a request a policy rule refused.
+	ErrDenied = errors.New("denied")
+	// ErrApprovalRequired is a request a rule holds for approval.
+	ErrApprovalRequired = errors.New("approval required")
+	// ErrStreamsUnavailable is an exec, attach or port-forward upgrade,
+	// which this build does not relay yet; it fails closed.
+	ErrStreamsUnavailable = errors.New("streams not available")
+	// ErrAuditUnavailable means the audit sink cannot take events; requests
+	// are refused rather than go unrecorded.
+	ErrAuditUnavailable = errors.New("audit unavailable")
+	// ErrBodyTooLarge is a request body over the configured limit.
+	ErrBodyTooLarge = errors.New("request body too large")
+	// ErrUpstream is a failure to reach the apiserver.
+	ErrUpstream = errors.New("upstream unavailable")
+	// ErrClientImpersonation is a client that sent its own Impersonate-*
+	// headers; kubegate alone decides whom it impersonates.
+	ErrClientImpersonation = errors.New("client impersonation refused")
+)
+
+// statusFor maps a pipeline error to the HTTP code and Status reason a
+// Kubernetes client understands. It is the one place that does so.
+func statusFor(err error) (int, metav1.StatusReason) {
+	switch {
+	case errors.Is(err, identity.ErrIssuerUnavailable):
+		return http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable
+	case errors.Is(err, identity.ErrNoToken), errors.Is(err, identity.ErrInvalidToken),
+		errors.Is(err, identity.ErrUnknownIssuer), errors.Is(err, identity.ErrTokenInQuery):
+		return http.StatusUnauthorized, metav1.StatusReasonUnauthorized
+	case errors.Is(err, k8swire.ErrBadRequest):
+		return http.StatusBadRequest, metav1.StatusReasonBadRequest
+	case errors.Is(err, ErrDenied), errors.Is(err, ErrApprovalRequired), errors.Is(err, ErrClientImpersonation):
+		return http.StatusForbidden, metav1.StatusReasonForbidden
+	case errors.Is(err, ErrStreamsUnavailable):
+		return http.StatusNotImplemented, metav1.StatusReasonMethodNotAllowed
+	case errors.Is(err, ErrBodyTooLarge):
+		return http.StatusRequestEntityTooLarge, metav1.StatusReasonRequestEntityTooLarge
+	case errors.Is(err, ErrAuditUnavailable), errors.Is(err, ErrUpstream):
+		return http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable
+	}
+	return http.StatusUnauthorized, metav1.StatusReasonUnauthorized // unknown authentication failures fail closed
+}
+
+// writeStatus replies with a metav1.Status whose message ends with the
+// request id, so what kubectl prints can be matched to the audit event.
+func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, message, requestID string, req *k8swire.Request) {
+	st := metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusFailure,
+		Message:  fmt.Sprintf("%s (kubegate request id %s)", message, requestID),
+		Reason:   reason,
+		Code:     int32(code),
+	}
+	if req != nil && req.IsResourceRequest {
+		st.Details = &metav1.StatusDetails{Name: req.Name, Group: req.APIGroup, Kind: req.Resource}
+	}
+	b, _ := json.Marshal(st)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if code == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Bearer realm="kubegate"`)
+	}
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+}
+
+// describe names a request the way kubectl users read it:
+// `get pods "web" in namespace "dev"`.
+func describe(r *k8swire.Request) string {
+	if !r.IsResourceRequest {
+		return fmt.Sprintf("%s %s", r.Verb, r.Path)
+	}
+	res := r.Resource
+	if r.Subresource != "" {
+		res += "/" + r.Subresource
+	}
+	if r.APIGroup != "" {
+		res += "." + r.APIGroup
+	}
+	s := r.Verb + " " + res
+	if r.Name != "" {
+		s += fmt.Sprintf(" %q", r.Name)
+	}
+	if r.Namespace != "" {
+		s += fmt.Sprintf(" in namespace %q", r.Namespace)
+	}
+	return s
+}

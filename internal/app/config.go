@@ -1,0 +1,154 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/kubegate/kubegate/policy"
+	"sigs.k8s.io/yaml"
+)
+
+// Config is kubegate's configuration file. Every field documents its zero
+// value; see examples/kubegate.yaml for a commented example.
+type Config struct {
+	// Listen is the gateway's TLS address. Empty means 127.0.0.1:8443.
+	Listen string `json:"listen"`
+	// TLS holds the gateway's serving certificate, reloaded on change.
+	TLS TLSConfig `json:"tls"`
+	// Admin serves /livez, /readyz and /metrics over plain HTTP.
+	Admin AdminConfig `json:"admin"`
+	// Upstream is the apiserver kubegate forwards to.
+	Upstream UpstreamConfig `json:"upstream"`
+	// Identity lists the token issuers kubegate trusts.
+	Identity IdentityConfig `json:"identity"`
+	// Policy holds the ordered rules.
+	Policy policy.Config `json:"policy"`
+	// Audit configures where audit events go.
+	Audit AuditConfig `json:"audit"`
+}
+
+// TLSConfig names the serving certificate and key files. Both are required.
+type TLSConfig struct {
+	CertFile string `json:"certFile"`
+	KeyFile  string `json:"keyFile"`
+}
+
+// AdminConfig configures the admin listener.
+type AdminConfig struct {
+	// Listen is the admin address. Empty means 127.0.0.1:9443.
+	Listen string `json:"listen"`
+}
+
+// UpstreamConfig names kubegate's own credential for the apiserver.
+type UpstreamConfig struct {
+	// Kubeconfig is a kubeconfig file with kubegate's credential (client
+	// certificate, token or exec plugin). Empty means in-cluster config.
+	Kubeconfig string `json:"kubeconfig"`
+	// Context selects a kubeconfig context. Empty means the current one.
+	Context string `json:"context"`
+}
+
+// IdentityConfig configures token verification.
+type IdentityConfig struct {
+	// Issuers are the trusted token issuers. At least one is required.
+	Issuers []IssuerConfig `json:"issuers"`
+	// CacheSize bounds the verified-token cache. Zero means 10000.
+	CacheSize int `json:"cacheSize"`
+}
+
+// IssuerConfig is one trusted issuer; see identity.IssuerConfig.
+type IssuerConfig struct {
+	Name           string            `json:"name"`
+	URL            string            `json:"url"`
+	Audience       string            `json:"audience"`
+	CAFile         string            `json:"caFile"`
+	Kind           string            `json:"kind"`
+	UsernameClaim  string            `json:"usernameClaim"`
+	UsernamePrefix string            `json:"usernamePrefix"`
+	GroupsClaim    string            `json:"groupsClaim"`
+	GroupsPrefix   string            `json:"groupsPrefix"`
+	RequiredClaims map[string]string `json:"requiredClaims"`
+	// ClockSkew is a Go duration ("30s"). Empty means the identity default.
+	ClockSkew string `json:"clockSkew"`
+}
+
+// AuditConfig configures audit sinks.
+type AuditConfig struct {
+	// File is the local JSON-lines sink. Its path is required.
+	File FileSinkConfig `json:"file"`
+}
+
+// FileSinkConfig configures the local file sink.
+type FileSinkConfig struct {
+	Path string `json:"path"`
+	// MaxSizeBytes rotates the file past this size. Zero means 100 MiB;
+	// negative means never.
+	MaxSizeBytes int64 `json:"maxSizeBytes"`
+	// Fsync syncs after every event.
+	Fsync bool `json:"fsync"`
+}
+
+// LoadConfig reads and validates a configuration file. Unknown fields are
+// errors, so a typo never silently drops a setting.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	var c Config
+	if err := yaml.UnmarshalStrict(b, &c); err != nil {
+		return nil, fmt.Errorf("parsing config %s: %w", path, err)
+	}
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+func (c *Config) validate() error {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8443"
+	}
+	if c.Admin.Listen == "" {
+		c.Admin.Listen = "127.0.0.1:9443"
+	}
+	if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
+		return errors.New("tls.certFile and tls.keyFile are required")
+	}
+	if len(c.Identity.Issuers) == 0 {
+		return errors.New("identity.issuers: at least one issuer is required")
+	}
+	for i, is := range c.Identity.Issuers {
+		if is.ClockSkew != "" {
+			if _, err := time.ParseDuration(is.ClockSkew); err != nil {
+				return fmt.Errorf("identity.issuers[%d].clockSkew: %w", i, err)
+			}
+		}
+	}
+	if c.Audit.File.Path == "" {
+		return errors.New("audit.file.path is required")
+	}
+	if c.Audit.File.MaxSizeBytes == 0 {
+		c.Audit.File.MaxSizeBytes = 100 << 20
+	}
+	if c.Audit.File.MaxSizeBytes < 0 {
+		c.Audit.File.MaxSizeBytes = 0
+	}
+	return nil
+}
+
+// LoadPolicyConfig reads only what `kubegate policy check` needs from a
+// configuration file: the policy section, with unknown fields still errors.
+func LoadPolicyConfig(path string) (*policy.Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	var c Config
+	if err := yaml.UnmarshalStrict(b, &c); err != nil {
+		return nil, fmt.Errorf("parsing config %s: %w", path, err)
+	}
+	return &c.Policy, nil
+}

@@ -1,0 +1,169 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/kubegate/kubegate/audit"
+	"github.com/kubegate/kubegate/gateway"
+	"github.com/kubegate/kubegate/identity"
+	"github.com/kubegate/kubegate/policy"
+	"github.com/kubegate/kubegate/tlsfront"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Node is one running kubegate: the gateway listener and the admin listener.
+type Node struct {
+	log     *slog.Logger
+	gw      *gateway.Gateway
+	front   *tlsfront.Server
+	admin   *http.Server
+	ln      net.Listener
+	adminLn net.Listener
+	sink    *audit.FileSink
+}
+
+// New builds a node from cfg and binds its listeners, so that Addr and
+// AdminAddr are known before Run.
+func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	restCfg, err := upstreamConfig(cfg.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	upstream, err := url.Parse(restCfg.Host)
+	if err != nil || upstream.Scheme != "https" {
+		return nil, fmt.Errorf("upstream: apiserver URL %q must be https", restCfg.Host)
+	}
+	transport, err := rest.TransportFor(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("upstream transport: %w", err)
+	}
+	authn, err := identity.New(identityConfig(cfg.Identity))
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	engine, err := policy.New(cfg.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	sink, err := audit.NewFileSink(audit.FileConfig{Path: cfg.Audit.File.Path, MaxSizeBytes: cfg.Audit.File.MaxSizeBytes, Fsync: cfg.Audit.File.Fsync})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			sink.Close()
+		}
+	}()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gw, err := gateway.New(gateway.Config{
+		Upstream: upstream, Transport: transport, Authenticator: authn, Policy: engine,
+		Audit: sink, Metrics: gateway.NewMetrics(reg), Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	front, err := tlsfront.New(tlsfront.Config{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, Handler: gw, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	n = &Node{log: log, gw: gw, front: front, sink: sink}
+	n.admin = &http.Server{Handler: n.adminHandler(reg), ReadHeaderTimeout: 10 * time.Second}
+	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+	}
+	if n.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+		n.ln.Close()
+		return nil, fmt.Errorf("admin listener on %s: %w", cfg.Admin.Listen, err)
+	}
+	return n, nil
+}
+
+func upstreamConfig(u UpstreamConfig) (*rest.Config, error) {
+	if u.Kubeconfig == "" {
+		c, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("upstream: no kubeconfig given and not in a cluster: %w", err)
+		}
+		return c, nil
+	}
+	rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: u.Kubeconfig}
+	c, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: u.Context}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("upstream kubeconfig %s: %w", u.Kubeconfig, err)
+	}
+	if c.Impersonate.UserName != "" || len(c.Impersonate.Groups) > 0 {
+		return nil, errors.New("upstream kubeconfig must not impersonate: kubegate sets impersonation per request")
+	}
+	return c, nil
+}
+
+func identityConfig(c IdentityConfig) identity.Config {
+	out := identity.Config{CacheSize: c.CacheSize}
+	for _, is := range c.Issuers {
+		skew, _ := time.ParseDuration(is.ClockSkew) // validated by LoadConfig
+		out.Issuers = append(out.Issuers, identity.IssuerConfig{
+			Name: is.Name, URL: is.URL, Audience: is.Audience, CAFile: is.CAFile, Kind: is.Kind,
+			UsernameClaim: is.UsernameClaim, UsernamePrefix: is.UsernamePrefix,
+			GroupsClaim: is.GroupsClaim, GroupsPrefix: is.GroupsPrefix,
+			RequiredClaims: is.RequiredClaims, ClockSkew: skew,
+		})
+	}
+	return out
+}
+
+func (n *Node) adminHandler(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := n.gw.Ready(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}
+
+// Addr is the gateway's listening address.
+func (n *Node) Addr() string { return n.ln.Addr().String() }
+
+// AdminAddr is the admin listener's address.
+func (n *Node) AdminAddr() string { return n.adminLn.Addr().String() }
+
+// Ready reports whether the node can serve (see gateway.Gateway.Ready).
+func (n *Node) Ready(ctx context.Context) error { return n.gw.Ready(ctx) }
+
+// Run serves until ctx ends, then shuts both listeners down and closes the
+// audit sink.
+func (n *Node) Run(ctx context.Context) error {
+	defer n.sink.Close()
+	adminErr := make(chan error, 1)
+	go func() { adminErr <- n.admin.Serve(n.adminLn) }()
+	n.log.Info("kubegate serving", "addr", n.Addr(), "admin", n.AdminAddr())
+	err := n.front.Serve(ctx, n.ln)
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = n.admin.Shutdown(sctx)
+	if aerr := <-adminErr; err == nil && !errors.Is(aerr, http.ErrServerClosed) {
+		err = aerr
+	}
+	return err
+}
