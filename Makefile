@@ -33,8 +33,9 @@ test: deps tools ## Run all tests: unit, and end to end through the real kubectl
 	$(GO) test -race -count=1 ./...
 
 .PHONY: demo
-demo: deps tools ## Start a local cluster in the foreground and print what to try (Ctrl-C stops it)
-	$(GO) run ./cmd/kubegate demo --dir $(DEMO_DIR)
+demo: deps tools ## Start a local cluster with kubegate in front, print what to try (Ctrl-C stops it)
+	$(GO) build -o $(BIN)/kubegate ./cmd/kubegate
+	$(BIN)/kubegate demo run --dir $(DEMO_DIR)
 
 .PHONY: bench
 bench: tools ## Run the benchmarks (micro-benchmarks beside the code, end-to-end comparisons in bench/)

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 	"k8s.io/apimachinery/pkg/types"
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 )
 
 func readEvents(t *testing.T, path string) []auditv1.Event {

@@ -26,7 +26,9 @@ type Decider interface {
 }
 
 // readier is implemented by parts that can tell whether they are ready.
-type readier interface{ Ready(ctx context.Context) error }
+type readier interface {
+	Ready(ctx context.Context) error
+}
 
 // healthReporter is implemented by audit sinks that remember their last
 // failure.

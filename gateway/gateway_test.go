@@ -196,3 +196,27 @@ func TestAuditFailureFailsClosed(t *testing.T) {
 		t.Errorf("with a failing audit sink: %s %s", resp.Status, body)
 	}
 }
+
+func TestUpstreamDownIs503AndNotReady(t *testing.T) {
+	upstream := httptest.NewTLSServer(http.NotFoundHandler())
+	u, _ := url.Parse(upstream.URL)
+	transport := upstream.Client().Transport
+	upstream.Close() // nothing listens there any more
+	g, err := New(Config{Upstream: u, Transport: transport, Authenticator: fakeAuthn{}, Policy: fakePolicy{}, Audit: &memSink{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(g)
+	defer front.Close()
+	resp, body := do(t, http.MethodGet, front.URL+"/api/v1/pods", http.Header{"Authorization": {"Bearer good"}})
+	var st metav1.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatalf("reply is not a Status: %v: %s", err, body)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || st.Kind != "Status" || !strings.Contains(st.Message, "API server is unavailable") {
+		t.Errorf("upstream down: %s %+v", resp.Status, st)
+	}
+	if err := g.Ready(context.Background()); err == nil {
+		t.Error("Ready is nil with the apiserver down")
+	}
+}

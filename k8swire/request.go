@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"strings"
 
-	apirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apimachinery/pkg/util/sets"
+	apirequest "k8s.io/apiserver/pkg/endpoints/request"
 )
 
 // Upgrade is the streaming protocol a request asks to switch to.

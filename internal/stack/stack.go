@@ -145,7 +145,9 @@ audit:
 	}
 	creds := o.Credentials
 	if creds == nil {
-		creds = func(ctx context.Context, user, server, path string) error { return staticToken(ctx, env, server, user, path) }
+		creds = func(ctx context.Context, user, server, path string) error {
+			return staticToken(ctx, env, server, user, path)
+		}
 	}
 	for _, u := range Users {
 		path := filepath.Join(o.Dir, u+".kubeconfig")

@@ -1,0 +1,94 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestDemoUpDown drives the demo as a newcomer would: `kubegate demo up`
+// returns once ready, the printed kubeconfigs work through kubegate with the
+// `kubegate token` exec plugin against the real Dex and a ServiceAccount
+// token file, `policy check` explains decisions, and `demo down` stops
+// every process.
+func TestDemoUpDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a second cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "kubegate")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "../cmd/kubegate")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building kubegate: %v\n%s", err, out)
+	}
+	dir := filepath.Join(tmp, "demo")
+	up := exec.CommandContext(ctx, bin, "demo", "up", "--dir", dir)
+	out, err := up.CombinedOutput()
+	if err != nil {
+		t.Fatalf("demo up: %v\n%s", err, out)
+	}
+	pidBytes, err := os.ReadFile(dir + ".pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(pidBytes)))
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = exec.Command(bin, "demo", "down", "--dir", dir).Run()
+		}
+	}()
+	for _, want := range []string{"kubegate demo is up", "agent.kubeconfig", "kubectl get pods -n dev"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("demo up output lacks %q:\n%s", want, out)
+		}
+	}
+
+	agent := filepath.Join(dir, "agent.kubeconfig")
+	r := runKubectl(t, ctx, agent, protocols[0], nil, "get", "pods", "-n", "dev", "-o", "name")
+	if r.code != 0 || !strings.Contains(r.stdout, "pod/toolbox") {
+		t.Errorf("agent get pods through the exec plugin: exit %d, %q, %s", r.code, r.stdout, userOutput(r.stderr))
+	}
+	r = runKubectl(t, ctx, agent, protocols[0], nil, "delete", "pod", "toolbox", "-n", "prod")
+	if r.code == 0 || !strings.Contains(r.stderr, `denied by rule "prod-is-read-only-for-agents"`) {
+		t.Errorf("agent delete in prod: exit %d, %s", r.code, userOutput(r.stderr))
+	}
+	r = runKubectl(t, ctx, filepath.Join(dir, "ci-bot.kubeconfig"), protocols[0], nil, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+	if r.code != 0 || r.stdout != "system:serviceaccount:dev:ci-bot" {
+		t.Errorf("ci-bot whoami: exit %d, %q, %s", r.code, r.stdout, userOutput(r.stderr))
+	}
+
+	check := exec.CommandContext(ctx, bin, "policy", "check", "--config", filepath.Join(dir, "kubegate.yaml"),
+		"--user", "agent@kubegate.test", "--groups", "dex:agents", "delete", "pods", "toolbox", "-n", "prod")
+	cout, err := check.CombinedOutput()
+	if err != nil || !strings.Contains(string(cout), "deny by rule prod-is-read-only-for-agents") {
+		t.Errorf("policy check: %v: %s", err, cout)
+	}
+
+	down := exec.CommandContext(ctx, bin, "demo", "down", "--dir", dir)
+	if out, err := down.CombinedOutput(); err != nil {
+		t.Fatalf("demo down: %v\n%s", err, out)
+	}
+	stopped = true
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Errorf("demo process %d still runs after demo down", pid)
+	}
+	pids, _ := os.ReadFile(filepath.Join(dir, "cluster", "pids"))
+	for _, line := range strings.Split(strings.TrimSpace(string(pids)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		p, _ := strconv.Atoi(f[1])
+		if p > 0 && syscall.Kill(p, 0) == nil {
+			t.Errorf("%s (pid %d) still runs after demo down", f[0], p)
+		}
+	}
+}
