@@ -7,7 +7,7 @@ BIN       ?= bin
 DEMO_DIR  ?= .demo
 FUZZTIME  ?= 30s
 # Debian packages the tests and the demo need; installed only when missing.
-APT_PACKAGES ?= tmux
+APT_PACKAGES ?= tmux asciinema
 
 .PHONY: help
 help: ## Show this help

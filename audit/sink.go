@@ -24,3 +24,24 @@ const (
 	AnnotationUpstream  = "kubegate.dev/upstream-error"
 	AnnotationAuthError = "kubegate.dev/authentication-error"
 )
+
+// Annotation keys describing a relayed exec, attach or port-forward session.
+const (
+	AnnotationSessionProtocol = "kubegate.dev/session-protocol"
+	AnnotationSessionExitCode = "kubegate.dev/session-exit-code"
+	AnnotationSessionError    = "kubegate.dev/session-error"
+	AnnotationSessionBytesIn  = "kubegate.dev/session-bytes-stdin"
+	AnnotationSessionBytesOut = "kubegate.dev/session-bytes-stdout"
+	AnnotationSessionBytesErr = "kubegate.dev/session-bytes-stderr"
+	AnnotationSessionDuration = "kubegate.dev/session-duration"
+	AnnotationRecording       = "kubegate.dev/recording"
+	AnnotationRecordingSHA256 = "kubegate.dev/recording-sha256"
+	AnnotationRecordingStderr = "kubegate.dev/recording-stderr"
+	AnnotationRecordingError  = "kubegate.dev/recording-error"
+	AnnotationEvent           = "kubegate.dev/event"
+	AnnotationForwardPort     = "kubegate.dev/forward-port"
+	AnnotationForwardToPod    = "kubegate.dev/forward-bytes-to-pod"
+	AnnotationForwardFromPod  = "kubegate.dev/forward-bytes-from-pod"
+	AnnotationForwardDuration = "kubegate.dev/forward-duration"
+	AnnotationForwardError    = "kubegate.dev/forward-error"
+)

@@ -45,6 +45,16 @@ policy:
     resources: ["secrets"]
     action: require-approval
     message: an approver releases secrets in prod
+  - name: read-only-exec-in-prod
+    namespaces: ["prod"]
+    resources: ["pods/exec"]
+    expression: 'request.stream.command == ["cat", "/etc/os-release"] && !request.stream.tty'
+    action: allow
+  - name: no-other-exec-in-prod
+    namespaces: ["prod"]
+    resources: ["pods/exec", "pods/attach"]
+    action: deny
+    message: only 'cat /etc/os-release' may run in prod
   - name: discovery
     nonResourceURLs: ["/api", "/api/*", "/apis", "/apis/*", "/version", "/openapi/*"]
     verbs: ["get"]

@@ -48,41 +48,48 @@ func TestSmokeGetNamespaces(t *testing.T) {
 	}
 }
 
+// TestSmokeStreams runs the streaming cases straight against the apiserver:
+// the harness itself must be sound before kubegate is put in front of it.
 func TestSmokeStreams(t *testing.T) {
-	env := testenv.Get(t)
+	runStreamCases(t, testenv.Get(t).AdminKubeconfig, 1<<20, 3<<20, 10<<20)
+}
+
+// runStreamCases runs every streaming case over both protocols with a
+// kubeconfig (direct, or through kubegate).
+func runStreamCases(t *testing.T, kubeconfig string, stdinSize, copySize, forwardSize int) {
 	for _, proto := range protocols {
 		t.Run(proto.name, func(t *testing.T) {
-			t.Run("exec exit code", func(t *testing.T) { testExecExitCode(t, env, proto) })
-			t.Run("exec stdin 1MiB", func(t *testing.T) { testExecStdin(t, env, proto) })
-			t.Run("exec tty resize", func(t *testing.T) { testExecTTY(t, env, proto) })
-			t.Run("attach", func(t *testing.T) { testAttach(t, env, proto) })
-			t.Run("cp both ways", func(t *testing.T) { testCopy(t, env, proto) })
-			t.Run("port-forward 10MiB", func(t *testing.T) { testPortForward(t, env, proto) })
+			t.Run("exec exit code", func(t *testing.T) { testExecExitCode(t, kubeconfig, proto) })
+			t.Run("exec stdin", func(t *testing.T) { testExecStdin(t, kubeconfig, proto, stdinSize) })
+			t.Run("exec tty resize", func(t *testing.T) { testExecTTY(t, kubeconfig, proto) })
+			t.Run("attach", func(t *testing.T) { testAttach(t, kubeconfig, proto) })
+			t.Run("cp both ways", func(t *testing.T) { testCopy(t, kubeconfig, proto, copySize) })
+			t.Run("port-forward", func(t *testing.T) { testPortForward(t, kubeconfig, proto, forwardSize) })
 		})
 	}
 }
 
-func testExecExitCode(t *testing.T, env *testenv.Env, proto protocol) {
+func testExecExitCode(t *testing.T, kubeconfig string, proto protocol) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	r := runKubectl(t, ctx, env.AdminKubeconfig, proto, nil, "-n", "dev", "exec", "toolbox", "--", "sh", "-c", "echo hi; echo oops >&2; exit 3")
+	r := runKubectl(t, ctx, kubeconfig, proto, nil, "-n", "dev", "exec", "toolbox", "--", "sh", "-c", "echo out; echo err >&2; exit 7")
 	assertProtocol(t, r.stderr, proto)
-	if r.code != 3 {
-		t.Errorf("exit code %d, want 3; stderr: %s", r.code, userOutput(r.stderr))
+	if r.code != 7 {
+		t.Errorf("exit code %d, want 7; stderr: %s", r.code, userOutput(r.stderr))
 	}
-	if r.stdout != "hi\n" {
-		t.Errorf("stdout %q, want %q", r.stdout, "hi\n")
+	if r.stdout != "out\n" {
+		t.Errorf("stdout %q, want %q", r.stdout, "out\n")
 	}
-	if !strings.Contains(r.stderr, "oops\n") {
+	if !strings.Contains(r.stderr, "err\n") {
 		t.Errorf("stderr lacks the command's own stderr: %q", userOutput(r.stderr))
 	}
 }
 
-func testExecStdin(t *testing.T, env *testenv.Env, proto protocol) {
+func testExecStdin(t *testing.T, kubeconfig string, proto protocol, size int) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	data := randomBytes(t, 1<<20)
-	r := runKubectl(t, ctx, env.AdminKubeconfig, proto, bytes.NewReader(data), "-n", "dev", "exec", "-i", "toolbox", "--", "sha256sum")
+	data := randomBytes(t, size)
+	r := runKubectl(t, ctx, kubeconfig, proto, bytes.NewReader(data), "-n", "dev", "exec", "-i", "toolbox", "--", "sha256sum")
 	assertProtocol(t, r.stderr, proto)
 	if r.code != 0 {
 		t.Fatalf("exit code %d: %s", r.code, userOutput(r.stderr))
@@ -94,10 +101,11 @@ func testExecStdin(t *testing.T, env *testenv.Env, proto protocol) {
 
 // testExecTTY runs `kubectl exec -it` under a pseudo-terminal, reads the
 // terminal size inside the pod, resizes the terminal and reads it again.
-func testExecTTY(t *testing.T, env *testenv.Env, proto protocol) {
+func testExecTTY(t *testing.T, kubeconfig string, proto protocol) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	cmd := kubectlCmd(ctx, env.AdminKubeconfig, proto, "-n", "dev", "exec", "-it", "toolbox", "--", "sh")
+	// $0 names the session so tests can find its audit event and recording.
+	cmd := kubectlCmd(ctx, kubeconfig, proto, "-n", "dev", "exec", "-it", "toolbox", "--", "sh", "-c", "exec sh", "tty-"+proto.name)
 	stderr := newLockedBuffer()
 	cmd.Stderr = stderr
 	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 100})
@@ -151,10 +159,10 @@ func testExecTTY(t *testing.T, env *testenv.Env, proto protocol) {
 	assertProtocol(t, stderr.String(), proto)
 }
 
-func testAttach(t *testing.T, env *testenv.Env, proto protocol) {
+func testAttach(t *testing.T, kubeconfig string, proto protocol) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	cmd := kubectlCmd(ctx, env.AdminKubeconfig, proto, "-n", "dev", "attach", "-i", "toolbox")
+	cmd := kubectlCmd(ctx, kubeconfig, proto, "-n", "dev", "attach", "-i", "toolbox")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -183,23 +191,23 @@ func testAttach(t *testing.T, env *testenv.Env, proto protocol) {
 	assertProtocol(t, stderr.String(), proto)
 }
 
-func testCopy(t *testing.T, env *testenv.Env, proto protocol) {
+func testCopy(t *testing.T, kubeconfig string, proto protocol, size int) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	dir := t.TempDir() // the test kubelet's containers share this machine's file system
-	data := randomBytes(t, 3<<20)
+	data := randomBytes(t, size)
 	local := filepath.Join(dir, "local.bin")
 	if err := os.WriteFile(local, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	inPod := filepath.Join(dir, "in-pod.bin")
-	r := runKubectl(t, ctx, env.AdminKubeconfig, proto, nil, "-n", "dev", "cp", local, "toolbox:"+inPod)
+	r := runKubectl(t, ctx, kubeconfig, proto, nil, "-n", "dev", "cp", local, "toolbox:"+inPod)
 	if r.code != 0 {
 		t.Fatalf("kubectl cp to pod: exit %d: %s", r.code, userOutput(r.stderr))
 	}
 	assertProtocol(t, r.stderr, proto)
 	back := filepath.Join(dir, "back.bin")
-	r = runKubectl(t, ctx, env.AdminKubeconfig, proto, nil, "-n", "dev", "cp", "toolbox:"+inPod, back)
+	r = runKubectl(t, ctx, kubeconfig, proto, nil, "-n", "dev", "cp", "toolbox:"+inPod, back)
 	if r.code != 0 {
 		t.Fatalf("kubectl cp from pod: exit %d: %s", r.code, userOutput(r.stderr))
 	}
@@ -215,19 +223,26 @@ func testCopy(t *testing.T, env *testenv.Env, proto protocol) {
 	}
 }
 
-func testPortForward(t *testing.T, env *testenv.Env, proto protocol) {
+func testPortForward(t *testing.T, kubeconfig string, proto protocol, size int) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	data := randomBytes(t, 10<<20)
+	data := randomBytes(t, size)
 	backend, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(data) })}
+	small := data[:min(len(data), 1<<20)]
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/small" {
+			_, _ = w.Write(small)
+			return
+		}
+		_, _ = w.Write(data)
+	})}
 	go func() { _ = srv.Serve(backend) }()
 	defer srv.Close()
 
-	cmd := kubectlCmd(ctx, env.AdminKubeconfig, proto, "-n", "dev", "port-forward", "pod/toolbox",
+	cmd := kubectlCmd(ctx, kubeconfig, proto, "-n", "dev", "port-forward", "pod/toolbox",
 		fmt.Sprintf("0:%d", backend.Addr().(*net.TCPAddr).Port), "--address", "127.0.0.1")
 	out, stderr := newLockedBuffer(), newLockedBuffer()
 	cmd.Stdout, cmd.Stderr = out, stderr
@@ -259,6 +274,30 @@ func testPortForward(t *testing.T, env *testenv.Env, proto protocol) {
 	}
 	if sha256Hex(got) != sha256Hex(data) {
 		t.Errorf("downloaded %d bytes, sha256 %s; want %d bytes, %s", len(got), sha256Hex(got), len(data), sha256Hex(data))
+	}
+	// Twenty connections at once, each its own forwarded stream.
+	const parallel = 20
+	errs := make(chan error, parallel)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for range parallel {
+		go func() {
+			resp, err := client.Get("http://" + local + "/small")
+			if err != nil {
+				errs <- err
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && sha256Hex(b) != sha256Hex(small) {
+				err = fmt.Errorf("parallel download: %d bytes, sha256 mismatch", len(b))
+			}
+			errs <- err
+		}()
+	}
+	for range parallel {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 	assertProtocol(t, stderr.String(), proto)
 }

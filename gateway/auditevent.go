@@ -1,13 +1,16 @@
 package gateway
 
 import (
+	"context"
 	"mime"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kubegate/kubegate/audit"
+	"github.com/kubegate/kubegate/upgrade"
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -73,6 +76,7 @@ func (g *Gateway) auditEvent(r *http.Request, x *exchange, rec *responseRecorder
 	if x.upErr != nil {
 		ev.Annotations[audit.AnnotationUpstream] = x.upErr.Error()
 	}
+	sessionAnnotations(x.session, ev.Annotations)
 	if level == auditv1.LevelRequest || level == auditv1.LevelRequestResponse {
 		g.addBodies(ev, r, x, rec, level)
 	}
@@ -113,4 +117,25 @@ func sourceIPs(r *http.Request) []string {
 		host = r.RemoteAddr
 	}
 	return []string{host}
+}
+
+// auditPortForwardConnection writes one event per forwarded connection of a
+// port-forward session, tied to the session's request by its audit id.
+func (g *Gateway) auditPortForwardConnection(r *http.Request, x *exchange, st upgrade.PortForwardConnStats) {
+	ev := g.auditEvent(r, x, &responseRecorder{status: http.StatusSwitchingProtocols}, st.End)
+	ev.AuditID = types.UID(x.id + "-" + strconv.Itoa(int(st.Port)) + "-" + st.RequestID)
+	ev.Stage = auditv1.StageResponseStarted
+	ev.RequestReceivedTimestamp = metav1.NewMicroTime(st.Start)
+	ev.Annotations[audit.AnnotationEvent] = "portforward.connection"
+	ev.Annotations[audit.AnnotationForwardPort] = strconv.Itoa(int(st.Port))
+	ev.Annotations[audit.AnnotationForwardToPod] = strconv.FormatInt(st.BytesToPod, 10)
+	ev.Annotations[audit.AnnotationForwardFromPod] = strconv.FormatInt(st.BytesFromPod, 10)
+	ev.Annotations[audit.AnnotationForwardDuration] = st.End.Sub(st.Start).String()
+	if st.Err != nil {
+		ev.Annotations[audit.AnnotationForwardError] = st.Err.Error()
+	}
+	if err := g.cfg.Audit.Write(context.WithoutCancel(r.Context()), ev); err != nil {
+		g.cfg.Metrics.auditErrors.Inc()
+		g.cfg.Log.Error("writing port-forward audit event", "request_id", x.id, "err", err)
+	}
 }

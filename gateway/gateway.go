@@ -13,6 +13,7 @@ import (
 	"github.com/kubegate/kubegate/audit"
 	"github.com/kubegate/kubegate/identity"
 	"github.com/kubegate/kubegate/policy"
+	"k8s.io/client-go/rest"
 )
 
 // Authenticator turns a request's credentials into a Principal.
@@ -50,6 +51,13 @@ type Config struct {
 	Policy Decider
 	// Audit receives one event per request. Required.
 	Audit audit.Sink
+	// StreamUpstream is kubegate's credential for the apiserver as a
+	// rest.Config, used to re-originate exec, attach and port-forward
+	// sessions. Nil refuses those upgrades (fail closed).
+	StreamUpstream *rest.Config
+	// Recorder opens a recording for each exec and attach session. Nil
+	// refuses exec and attach: sessions are never unrecorded.
+	Recorder Recorder
 	// Metrics records request metrics. Nil means a private registry nobody
 	// scrapes.
 	Metrics *Metrics
@@ -68,8 +76,9 @@ type Config struct {
 
 // Gateway is kubegate's per-request pipeline, an http.Handler.
 type Gateway struct {
-	cfg   Config
-	proxy *httputil.ReverseProxy
+	cfg      Config
+	proxy    *httputil.ReverseProxy
+	sessions *Sessions
 }
 
 // New validates cfg and builds the pipeline.
@@ -101,7 +110,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	g := &Gateway{cfg: cfg}
+	g := &Gateway{cfg: cfg, sessions: NewSessions()}
 	g.proxy = g.newProxy()
 	return g, nil
 }
@@ -136,3 +145,6 @@ func (g *Gateway) Ready(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Sessions is the registry of this gateway's live stream sessions.
+func (g *Gateway) Sessions() *Sessions { return g.sessions }

@@ -148,7 +148,7 @@ func TestRefusalsAreStatusesWithRequestID(t *testing.T) {
 		{"denied", "DELETE", "/api/v1/namespaces/dev/pods/x", http.Header{"Authorization": {"Bearer good"}}, 403, metav1.StatusReasonForbidden, `delete pods "x" in namespace "dev" denied by rule "no-deletes": not today`},
 		{"client impersonation", "GET", "/api/v1/pods", http.Header{"Authorization": {"Bearer good"}, "Impersonate-User": {"admin"}}, 403, metav1.StatusReasonForbidden, "impersonation headers"},
 		{"dot segments", "GET", "/api/v1/namespaces/dev/../prod/pods", http.Header{"Authorization": {"Bearer good"}}, 400, metav1.StatusReasonBadRequest, "not canonical"},
-		{"exec upgrade fails closed", "POST", "/api/v1/namespaces/dev/pods/x/exec?command=sh", http.Header{"Authorization": {"Bearer good"}, "Connection": {"Upgrade"}, "Upgrade": {"SPDY/3.1"}}, 501, "", "does not relay"},
+		{"exec upgrade fails closed", "POST", "/api/v1/namespaces/dev/pods/x/exec?command=sh", http.Header{"Authorization": {"Bearer good"}, "Connection": {"Upgrade"}, "Upgrade": {"SPDY/3.1"}}, 501, "", "not configured to relay"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -192,7 +192,7 @@ func TestAuditFailureFailsClosed(t *testing.T) {
 	sink.err = errors.New("disk full")
 	sink.mu.Unlock()
 	resp, body := do(t, http.MethodGet, front.URL+"/api/v1/pods", http.Header{"Authorization": {"Bearer good"}})
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "audit sink is unavailable") {
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "auditing is unavailable") {
 		t.Errorf("with a failing audit sink: %s %s", resp.Status, body)
 	}
 }

@@ -27,6 +27,7 @@ type exchange struct {
 	body      []byte // the request body, when kubegate read it to decide
 	authErr   error
 	upErr     error
+	session   *session // set for exec, attach and port-forward relays
 }
 
 type ctxKey struct{}
@@ -95,13 +96,13 @@ func (g *Gateway) serve(w *responseRecorder, r *http.Request, x *exchange) error
 	default:
 		return ErrDenied
 	}
-	if req.Upgrade != k8swire.NoUpgrade {
-		return ErrStreamsUnavailable
-	}
 	if h, ok := g.cfg.Audit.(healthReporter); ok {
 		if err := h.Healthy(); err != nil {
 			return fmt.Errorf("%w: %w", ErrAuditUnavailable, err)
 		}
+	}
+	if req.Upgrade != k8swire.NoUpgrade {
+		return g.serveStream(w, r, x)
 	}
 	ctx := context.WithValue(r.Context(), ctxKey{}, x)
 	out := r.WithContext(ctx)
@@ -158,9 +159,9 @@ func (g *Gateway) message(err error, x *exchange) string {
 	case errors.Is(err, ErrClientImpersonation):
 		return "kubegate: impersonation headers from clients are not accepted; requests run as the authenticated identity"
 	case errors.Is(err, ErrStreamsUnavailable):
-		return fmt.Sprintf("kubegate: %s is a streaming upgrade (%s), which this build does not relay yet", describe(x.req), x.req.Upgrade)
+		return fmt.Sprintf("kubegate: %s is a streaming upgrade (%s) that this gateway is not configured to relay", describe(x.req), x.req.Upgrade)
 	case errors.Is(err, ErrAuditUnavailable):
-		return "kubegate: the audit sink is unavailable, so requests are refused rather than go unrecorded"
+		return "kubegate: auditing is unavailable, so the request is refused rather than go unrecorded: " + err.Error()
 	case errors.Is(err, ErrUpstream):
 		return "kubegate: the Kubernetes API server is unavailable"
 	case x.principal == nil:

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/kubegate/kubegate/identity"
@@ -100,4 +101,10 @@ func describe(r *k8swire.Request) string {
 		s += fmt.Sprintf(" in namespace %q", r.Namespace)
 	}
 	return s
+}
+
+func jsonEncode(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -17,6 +17,7 @@ commands:
   policy check ...          show what the policy decides for a request
   kubeconfig ...            write a kubeconfig for an agent that authenticates with 'kubegate token'
   token ...                 exec credential plugin: print a short-lived token for kubectl
+  sessions [kill ID]        list live exec/attach/port-forward sessions, or end one
   demo run|up|down          a local cluster with kubegate in front of it
 `
 
@@ -38,6 +39,8 @@ func main() {
 		err = runKubeconfig(ctx, args)
 	case "token":
 		err = runToken(ctx, args)
+	case "sessions":
+		err = runSessions(ctx, args)
 	case "demo":
 		err = runDemo(ctx, args)
 	case "help", "-h", "--help":

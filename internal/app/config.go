@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/kubegate/kubegate/policy"
@@ -27,6 +28,9 @@ type Config struct {
 	Policy policy.Config `json:"policy"`
 	// Audit configures where audit events go.
 	Audit AuditConfig `json:"audit"`
+	// DrainTimeout is how long open exec, attach and port-forward sessions
+	// may go on after SIGTERM before they are closed. Zero means 30s.
+	DrainTimeout policy.Duration `json:"drainTimeout"`
 }
 
 // TLSConfig names the serving certificate and key files. Both are required.
@@ -74,10 +78,19 @@ type IssuerConfig struct {
 	ClockSkew string `json:"clockSkew"`
 }
 
-// AuditConfig configures audit sinks.
+// AuditConfig configures audit sinks and session recordings.
 type AuditConfig struct {
 	// File is the local JSON-lines sink. Its path is required.
 	File FileSinkConfig `json:"file"`
+	// Recordings configures where exec and attach sessions are recorded.
+	Recordings RecordingsConfig `json:"recordings"`
+}
+
+// RecordingsConfig configures session recordings (asciicast v2).
+type RecordingsConfig struct {
+	// Dir holds the recordings, one folder per day. Empty means a
+	// "recordings" folder beside the audit file.
+	Dir string `json:"dir"`
 }
 
 // FileSinkConfig configures the local file sink.
@@ -111,6 +124,9 @@ func (c *Config) validate() error {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:8443"
 	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = policy.Duration(30 * time.Second)
+	}
 	if c.Admin.Listen == "" {
 		c.Admin.Listen = "127.0.0.1:9443"
 	}
@@ -129,6 +145,9 @@ func (c *Config) validate() error {
 	}
 	if c.Audit.File.Path == "" {
 		return errors.New("audit.file.path is required")
+	}
+	if c.Audit.Recordings.Dir == "" {
+		c.Audit.Recordings.Dir = filepath.Join(filepath.Dir(c.Audit.File.Path), "recordings")
 	}
 	if c.Audit.File.MaxSizeBytes == 0 {
 		c.Audit.File.MaxSizeBytes = 100 << 20

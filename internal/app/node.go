@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kubegate/kubegate/audit"
@@ -20,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 )
 
 // Node is one running kubegate: the gateway listener and the admin listener.
@@ -31,6 +34,7 @@ type Node struct {
 	ln      net.Listener
 	adminLn net.Listener
 	sink    *audit.FileSink
+	drain   time.Duration
 }
 
 // New builds a node from cfg and binds its listeners, so that Addr and
@@ -39,6 +43,8 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	// The Kubernetes libraries log through klog; send it to our logger.
+	klog.SetSlogLogger(log.With("component", "k8s"))
 	restCfg, err := upstreamConfig(cfg.Upstream)
 	if err != nil {
 		return nil, err
@@ -73,6 +79,7 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 	gw, err := gateway.New(gateway.Config{
 		Upstream: upstream, Transport: transport, Authenticator: authn, Policy: engine,
 		Audit: sink, Metrics: gateway.NewMetrics(reg), Log: log,
+		StreamUpstream: restCfg, Recorder: recorder(cfg.Audit.Recordings.Dir),
 	})
 	if err != nil {
 		return nil, err
@@ -81,7 +88,7 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n = &Node{log: log, gw: gw, front: front, sink: sink}
+	n = &Node{log: log, gw: gw, front: front, sink: sink, drain: time.Duration(cfg.DrainTimeout)}
 	n.admin = &http.Server{Handler: n.adminHandler(reg), ReadHeaderTimeout: 10 * time.Second}
 	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
@@ -139,6 +146,9 @@ func (n *Node) adminHandler(reg *prometheus.Registry) http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	sessions := n.gw.Sessions().Handler()
+	mux.Handle("GET /sessions", sessions)
+	mux.Handle("POST /sessions/{id}/kill", sessions)
 	return mux
 }
 
@@ -159,6 +169,12 @@ func (n *Node) Run(ctx context.Context) error {
 	go func() { adminErr <- n.admin.Serve(n.adminLn) }()
 	n.log.Info("kubegate serving", "addr", n.Addr(), "admin", n.AdminAddr())
 	err := n.front.Serve(ctx, n.ln)
+	// The listener no longer accepts; streams in progress get until the
+	// drain deadline to finish, then are closed with a message (their
+	// recordings are completed as they end).
+	dctx, dcancel := context.WithTimeout(context.Background(), n.drain)
+	n.gw.Sessions().Drain(dctx, "kubegate is shutting down")
+	dcancel()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = n.admin.Shutdown(sctx)
@@ -166,4 +182,24 @@ func (n *Node) Run(ctx context.Context) error {
 		err = aerr
 	}
 	return err
+}
+
+// recorder records each exec and attach session as an asciicast v2 file.
+func recorder(dir string) gateway.Recorder {
+	return func(s gateway.SessionInfo) (gateway.SessionRecording, error) {
+		st := s.Request.Stream
+		kind := s.Request.Subresource
+		title := fmt.Sprintf("kubectl %s %s/%s", kind, s.Request.Namespace, s.Request.Name)
+		if len(st.Command) > 0 {
+			title += " -- " + strings.Join(st.Command, " ")
+		}
+		return audit.NewRecording(audit.RecordingConfig{
+			Dir: dir, SessionID: s.ID, Command: st.Command, Title: title,
+			Meta: map[string]string{
+				"session_id": s.ID, "audit_id": s.ID, "kind": kind, "user": s.Principal.User,
+				"namespace": s.Request.Namespace, "pod": s.Request.Name, "container": st.Container,
+				"tty": strconv.FormatBool(st.TTY), "stdin": strconv.FormatBool(st.Stdin),
+			},
+		})
+	}
 }

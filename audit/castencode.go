@@ -1,0 +1,165 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Asciicast v2 event codes.
+const (
+	CodeOutput = "o" // what the terminal showed: stdout and stderr
+	CodeInput  = "i" // what the client typed: stdin
+	CodeResize = "r" // a terminal size change, data "COLSxROWS"
+)
+
+// maxEscape is the longest encoding of one input byte or rune in a JSON
+// string: a control byte as \u00XX.
+const maxEscape = 6
+
+// jsonSafe[b] is true for the ASCII bytes that go into a JSON string as
+// they are.
+var jsonSafe = func() (t [utf8.RuneSelf]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\'
+	}
+	return t
+}()
+
+const hexDigits = "0123456789abcdef"
+
+// appendEventPrefix appends `[t, "code", "` for an event at offset d from
+// the start of the recording: t is in seconds with microsecond precision.
+func appendEventPrefix(dst []byte, d time.Duration, code string) []byte {
+	return appendTimeCode(append(dst, '['), d, code)
+}
+
+// appendTimeCode appends `t, "code", "`.
+func appendTimeCode(dst []byte, d time.Duration, code string) []byte {
+	dst = appendSeconds(dst, d)
+	dst = append(dst, ", \""...)
+	dst = append(dst, code...)
+	return append(dst, "\", \""...)
+}
+
+// appendSeconds appends d as seconds with six decimals, the precision
+// asciinema itself writes.
+func appendSeconds(dst []byte, d time.Duration) []byte {
+	return strconv.AppendFloat(dst, d.Round(time.Microsecond).Seconds(), 'f', 6, 64)
+}
+
+// eventSuffix closes the data string, the event array and its line.
+const eventSuffix = "\"]\n"
+
+// appendText appends the JSON string body (no quotes) for as much of p as
+// fits in dst's capacity, replacing each byte that is not part of valid
+// UTF-8 with U+FFFD. It returns the extended dst, how many bytes of p it
+// consumed, and whether any of them were invalid.
+//
+// It consumes p a rune at a time, so a cut between two calls falls on a
+// rune boundary and decodes as the whole would.
+func appendText(dst, p []byte) (out []byte, n int, invalid bool) {
+	for n < len(p) && cap(dst)-len(dst) >= maxEscape {
+		b := p[n]
+		if b < utf8.RuneSelf {
+			if jsonSafe[b] {
+				// Copy the run of safe ASCII that fits in one go.
+				end := n + 1
+				limit := min(len(p), n+cap(dst)-len(dst))
+				for end < limit && p[end] < utf8.RuneSelf && jsonSafe[p[end]] {
+					end++
+				}
+				dst = append(dst, p[n:end]...)
+				n = end
+				continue
+			}
+			dst = appendEscapedASCII(dst, b)
+			n++
+			continue
+		}
+		r, size := utf8.DecodeRune(p[n:])
+		if r == utf8.RuneError && size == 1 {
+			dst = utf8.AppendRune(dst, utf8.RuneError)
+			invalid = true
+		} else {
+			dst = append(dst, p[n:n+size]...)
+		}
+		n += size
+	}
+	return dst, n, invalid
+}
+
+func appendEscapedASCII(dst []byte, b byte) []byte {
+	switch b {
+	case '"', '\\':
+		return append(dst, '\\', b)
+	case '\n':
+		return append(dst, '\\', 'n')
+	case '\r':
+		return append(dst, '\\', 'r')
+	case '\t':
+		return append(dst, '\\', 't')
+	case '\b':
+		return append(dst, '\\', 'b')
+	case '\f':
+		return append(dst, '\\', 'f')
+	}
+	return append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
+}
+
+// writeText writes the JSON string body for p to w through w's own buffer,
+// so memory stays bounded by that buffer whatever len(p) is. It reports
+// whether p held invalid UTF-8. An error is the one w hit (and keeps).
+func writeText(w *bufio.Writer, p []byte) (invalid bool, err error) {
+	for len(p) > 0 {
+		if w.Available() < maxEscape {
+			if err := w.Flush(); err != nil {
+				return invalid, err
+			}
+		}
+		buf, n, inv := appendText(w.AvailableBuffer(), p)
+		invalid = invalid || inv
+		if _, err := w.Write(buf); err != nil {
+			return invalid, err
+		}
+		p = p[n:]
+	}
+	return invalid, nil
+}
+
+// encodeHeader returns the header line, newline included.
+func encodeHeader(h CastHeader) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(h); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// shellJoin joins argv into one command line a POSIX shell would split
+// back into argv: words of safe characters go as they are, the others in
+// single quotes.
+func shellJoin(argv []string) string {
+	var b strings.Builder
+	for i, arg := range argv {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if arg != "" && strings.Trim(arg, shellSafe) == "" {
+			b.WriteString(arg)
+			continue
+		}
+		b.WriteByte('\'')
+		b.WriteString(strings.ReplaceAll(arg, "'", `'\''`))
+		b.WriteByte('\'')
+	}
+	return b.String()
+}
+
+const shellSafe = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_"

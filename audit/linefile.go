@@ -1,0 +1,132 @@
+package audit
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"io"
+	"os"
+	"strconv"
+	"time"
+)
+
+// recordFile is what a recording writes to: an *os.File, or a failing one
+// in tests.
+type recordFile interface {
+	io.Writer
+	Sync() error
+	Close() error
+}
+
+// createFile creates path for a new recording file. It refuses to replace
+// an existing file: a recording is evidence, and a reused session id must
+// not overwrite one.
+func createFile(path string) (recordFile, error) {
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+}
+
+// lineFile is one buffered file of JSON lines.
+type lineFile struct {
+	path string
+	f    recordFile
+	w    *bufio.Writer
+	sum  hash.Hash // SHA-256 of what reached f; nil when not wanted
+}
+
+func openLineFile(create func(string) (recordFile, error), path string, size int, hashed bool) (*lineFile, error) {
+	f, err := create(path)
+	if err != nil {
+		return nil, err
+	}
+	l := &lineFile{path: path, f: f}
+	var dst io.Writer = f
+	if hashed {
+		l.sum = sha256.New()
+		dst = hashingWriter{f, l.sum}
+	}
+	l.w = bufio.NewWriterSize(dst, size)
+	return l, nil
+}
+
+// hexSum returns the hex SHA-256 of the bytes written so far.
+func (l *lineFile) hexSum() string {
+	return hex.EncodeToString(l.sum.Sum(nil))
+}
+
+// close flushes, syncs and closes the file, and returns the first error.
+// It closes the file whatever happens before.
+func (l *lineFile) close() error {
+	err := l.w.Flush()
+	if err == nil {
+		err = l.f.Sync()
+	}
+	return errors.Join(err, l.f.Close())
+}
+
+// reserve makes room for n bytes in the buffer, flushing it if needed.
+func (l *lineFile) reserve(n int) error {
+	if l.w.Available() < n {
+		return l.w.Flush()
+	}
+	return nil
+}
+
+// writeStderrLine writes a stderr sidecar line: [t, "<base64 of p>"].
+func (l *lineFile) writeStderrLine(d time.Duration, p []byte) error {
+	if err := l.reserve(32); err != nil {
+		return err
+	}
+	buf := append(l.w.AvailableBuffer(), '[')
+	buf = appendSeconds(buf, d)
+	buf = append(buf, ", \""...)
+	if _, err := l.w.Write(buf); err != nil {
+		return err
+	}
+	return l.writeBase64Tail(p)
+}
+
+// writeRawLine writes a raw sidecar line for the index'th event of the
+// .cast: [index, t, "code", "<base64 of the event's bytes>"].
+func (l *lineFile) writeRawLine(index int, d time.Duration, code string, parts ...[]byte) error {
+	if err := l.reserve(64); err != nil {
+		return err
+	}
+	buf := append(l.w.AvailableBuffer(), '[')
+	buf = strconv.AppendInt(buf, int64(index), 10)
+	buf = append(buf, ", "...)
+	buf = appendTimeCode(buf, d, code)
+	if _, err := l.w.Write(buf); err != nil {
+		return err
+	}
+	return l.writeBase64Tail(parts...)
+}
+
+// writeBase64Tail writes base64 of the concatenated parts, then closes the
+// JSON string, the array and the line.
+func (l *lineFile) writeBase64Tail(parts ...[]byte) error {
+	enc := base64.NewEncoder(base64.StdEncoding, l.w)
+	for _, p := range parts {
+		if _, err := enc.Write(p); err != nil {
+			return err
+		}
+	}
+	if err := enc.Close(); err != nil {
+		return err
+	}
+	_, err := l.w.WriteString(eventSuffix)
+	return err
+}
+
+type hashingWriter struct {
+	w io.Writer
+	h hash.Hash
+}
+
+func (hw hashingWriter) Write(p []byte) (int, error) {
+	n, err := hw.w.Write(p)
+	hw.h.Write(p[:n])
+	return n, err
+}

@@ -1,0 +1,482 @@
+package upgrade
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/cri-streaming/pkg/streaming/portforward"
+)
+
+// pftLoopbackForwarder is a PortForwarder like the test kubelet's: it
+// connects each stream to 127.0.0.1:port and passes half-closes on.
+type pftLoopbackForwarder struct{}
+
+func (pftLoopbackForwarder) PortForward(ctx context.Context, _, _ string, port int32, stream io.ReadWriteCloser) error {
+	defer stream.Close()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+	if err != nil {
+		return err
+	}
+	tcp := c.(*net.TCPConn)
+	defer tcp.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(tcp, stream)
+		_ = tcp.CloseWrite()
+	}()
+	_, _ = io.Copy(stream, tcp)
+	<-done
+	return nil
+}
+
+// pftFake is kubegate in front of a fake upstream: cri-streaming's own
+// port-forward server, as a kubelet (or an apiserver without the
+// PortForwardWebsockets feature) serves it: SPDY and legacy WebSocket, no
+// tunnel.
+type pftFake struct {
+	front    *httptest.Server
+	upstream *httptest.Server
+	// upstreamCfg reaches the upstream; tests may change it before use.
+	upstreamCfg *rest.Config
+	logs        *pftBuffer
+	hashPort    int32
+	sessions    atomic.Int32
+}
+
+func newPFTFake(t testing.TB) *pftFake {
+	t.Helper()
+	f := &pftFake{logs: &pftBuffer{}}
+	f.upstream = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		opts, err := portforward.NewV4Options(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		portforward.ServePortForward(w, r, pftLoopbackForwarder{}, "pod", "", opts, portForwardIdleTimeout,
+			portForwardStreamCreationTimeout, portforward.SupportedProtocols)
+	}))
+	f.upstream.EnableHTTP2 = false
+	f.upstream.StartTLS()
+	t.Cleanup(f.upstream.Close)
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.upstream.Certificate().Raw})
+	f.upstreamCfg = &rest.Config{Host: f.upstream.URL, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}}
+
+	f.front = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.sessions.Add(1)
+		defer f.sessions.Add(-1)
+		u, _ := url.Parse(f.upstream.URL + r.URL.Path)
+		ServePortForward(w, r, PortForwardConfig{
+			Upstream: f.upstreamCfg,
+			URL:      u,
+			Log:      slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		})
+	}))
+	f.front.EnableHTTP2 = false
+	f.front.StartTLS()
+	t.Cleanup(f.front.Close)
+
+	ln := pftListen(t)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b, err := io.ReadAll(c)
+				if err == nil {
+					_, _ = c.Write(bytes.ToUpper(b))
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close() })
+	f.hashPort = pftPort(ln)
+	return f
+}
+
+// dial opens a client session to the front server.
+func (f *pftFake) dial(t testing.TB, tunnel bool) *portForwardUpstream {
+	t.Helper()
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.front.Certificate().Raw})
+	cfg := &rest.Config{Host: f.front.URL, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}}
+	u, _ := url.Parse(f.front.URL + pftPortForwardPath)
+	d, err := newPortForwardDialer(cfg, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up *portForwardUpstream
+	if tunnel {
+		up, err = d.dialTunnel(t.Context())
+	} else {
+		up, err = d.dialSPDY(t.Context())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return up
+}
+
+// TestPortForwardFallsBackToSPDY forwards through an upstream that does
+// not speak the tunnel: kubegate's tunnel upgrade is refused, and it uses
+// SPDY instead. Half-close passes every hop: the backend answers only
+// after reading EOF.
+func TestPortForwardFallsBackToSPDY(t *testing.T) {
+	baseline := pftRelayGoroutines()
+	f := newPFTFake(t)
+	for _, tunnel := range []bool{true, false} {
+		up := f.dial(t, tunnel)
+		for i := range 3 {
+			reply, msg, err := pftForward(up.conn, f.hashPort, i, []byte("half-closed"))
+			if err != nil || msg != "" || string(reply) != "HALF-CLOSED" {
+				t.Fatalf("tunnel %v, connection %d: reply %q, error %q, err %v", tunnel, i, reply, msg, err)
+			}
+		}
+		up.close()
+	}
+	pftWait(t, "sessions to end", func() bool { return f.sessions.Load() == 0 })
+	logs := f.logs.String()
+	if strings.Count(logs, "falling back to SPDY") != 2 || strings.Count(logs, `"upstream_protocol":"SPDY/3.1"`) != 2 {
+		t.Errorf("want two fallbacks to SPDY upstream; log:\n%s", logs)
+	}
+	pftCheckNoLeaks(t, baseline)
+}
+
+// TestPortForwardThroughProxy dials the upstream through an HTTP CONNECT
+// proxy: only SPDY is tried then.
+func TestPortForwardThroughProxy(t *testing.T) {
+	baseline := pftRelayGoroutines()
+	f := newPFTFake(t)
+	var connects atomic.Int32
+	var wg sync.WaitGroup
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
+			return
+		}
+		connects.Add(1)
+		backend, err := net.Dial("tcp", r.Host)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		client, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			_ = backend.Close()
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = io.Copy(backend, brw)
+			_ = backend.Close()
+		}()
+		_, _ = io.Copy(client, backend)
+		_ = client.Close()
+	}))
+	defer proxy.Close()
+	proxyURL, _ := url.Parse(proxy.URL)
+	f.upstreamCfg.Proxy = http.ProxyURL(proxyURL)
+
+	up := f.dial(t, true)
+	reply, msg, err := pftForward(up.conn, f.hashPort, 0, []byte("proxied"))
+	if err != nil || msg != "" || string(reply) != "PROXIED" {
+		t.Fatalf("reply %q, error %q, err %v", reply, msg, err)
+	}
+	up.close()
+	pftWait(t, "sessions to end", func() bool { return f.sessions.Load() == 0 })
+	if n := connects.Load(); n != 1 {
+		t.Errorf("%d CONNECTs through the proxy, want 1", n)
+	}
+	if logs := f.logs.String(); strings.Contains(logs, "falling back") || !strings.Contains(logs, `"upstream_protocol":"SPDY/3.1"`) {
+		t.Errorf("want SPDY upstream without a tunnel attempt; log:\n%s", logs)
+	}
+	proxy.CloseClientConnections()
+	wg.Wait()
+	pftCheckNoLeaks(t, baseline)
+}
+
+// TestPortForwardRefusedBeforeUpgrade checks the replies to requests
+// refused before anything is hijacked: Kubernetes Status objects.
+func TestPortForwardRefusedBeforeUpgrade(t *testing.T) {
+	u, _ := url.Parse("https://apiserver.invalid" + pftPortForwardPath)
+	ws := func(protocols ...string) http.Header {
+		return http.Header{
+			"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Version": {"13"},
+			"Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}, "Sec-Websocket-Protocol": {strings.Join(protocols, ", ")},
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		cfg    PortForwardConfig
+		method string
+		query  string
+		header http.Header
+		code   int
+		msg    string
+	}{
+		{"NoUpstream", PortForwardConfig{URL: u}, http.MethodPost, "", nil, http.StatusInternalServerError, "no upstream rest.Config"},
+		{"NoURL", PortForwardConfig{Upstream: &rest.Config{}}, http.MethodPost, "", nil, http.StatusInternalServerError, "no upstream URL"},
+		{"UnknownTunnel", PortForwardConfig{Upstream: &rest.Config{}, URL: u}, http.MethodGet, "", ws("SPDY/3.1+other.k8s.io"), http.StatusBadRequest, "no supported tunneling protocol"},
+		{"LegacyNoPorts", PortForwardConfig{Upstream: &rest.Config{}, URL: u}, http.MethodGet, "", ws("v4.channel.k8s.io"), http.StatusBadRequest, "query parameter ports is required"},
+		{"LegacyBadPort", PortForwardConfig{Upstream: &rest.Config{}, URL: u}, http.MethodGet, "?ports=80,x", ws("v4.channel.k8s.io"), http.StatusBadRequest, "unable to parse"},
+		{"NotAnUpgrade", PortForwardConfig{Upstream: &rest.Config{}, URL: u}, http.MethodPost, "", http.Header{"X-Stream-Protocol-Version": {"portforward.k8s.io"}}, http.StatusBadRequest, "missing upgrade headers"},
+		{"NoStreamProtocol", PortForwardConfig{Upstream: &rest.Config{}, URL: u}, http.MethodPost, "", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"SPDY/3.1"}}, http.StatusBadRequest, "X-Stream-Protocol-Version"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(tc.method, pftPortForwardPath+tc.query, nil)
+			for k, v := range tc.header {
+				req.Header[k] = v
+			}
+			rec := httptest.NewRecorder()
+			ServePortForward(rec, req, tc.cfg)
+			if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.msg) {
+				t.Fatalf("reply %d %q, want %d containing %q", rec.Code, rec.Body, tc.code, tc.msg)
+			}
+			if ct := rec.Header().Get("Content-Type"); ct == "application/json" {
+				var st metav1.Status
+				if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil || st.Kind != "Status" || st.Code != int32(tc.code) {
+					t.Errorf("Status %+v, err %v", st, err)
+				}
+			}
+		})
+	}
+}
+
+// TestPortForwardClassify checks which protocol a request gets.
+func TestPortForwardClassify(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		header  http.Header
+		want    portForwardClientProtocol
+		wantErr bool
+	}{
+		{"SPDY", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"SPDY/3.1"}}, portForwardClientSPDY, false},
+		{"NoUpgrade", nil, portForwardClientSPDY, false},
+		{"Tunnel", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Protocol": {"SPDY/3.1+portforward.k8s.io"}}, portForwardClientTunnel, false},
+		{"TunnelAmongOthers", http.Header{"Connection": {"keep-alive, Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Protocol": {"v4.channel.k8s.io", "x, SPDY/3.1+portforward.k8s.io"}}, portForwardClientTunnel, false},
+		{"UnknownTunnel", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Protocol": {"SPDY/3.1+portforward.k8s.io.v2"}}, "", true},
+		{"Legacy", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Protocol": {"v4.base64.channel.k8s.io"}}, portForwardClientWebSocket, false},
+		{"LegacyNoProtocol", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}}, portForwardClientWebSocket, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			req.Header = tc.header
+			if req.Header == nil {
+				req.Header = http.Header{}
+			}
+			got, err := portForwardClassify(req)
+			if got != tc.want || (err != nil) != tc.wantErr {
+				t.Fatalf("got %q, %v; want %q, error %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestPortForwardV4Options checks the legacy WebSocket ports are read from
+// the apiserver's ?ports= and the kubelet's ?port=.
+func TestPortForwardV4Options(t *testing.T) {
+	for _, tc := range []struct {
+		query   string
+		want    []int32
+		wantErr bool
+	}{
+		{"ports=8080", []int32{8080}, false},
+		{"ports=8080,9090", []int32{8080, 9090}, false},
+		{"ports=80&ports=443", []int32{80, 443}, false},
+		{"port=8080", []int32{8080}, false},
+		{"", nil, true},
+		{"ports=0", nil, true},
+		{"ports=65536", nil, true},
+		{"ports=80,", nil, true},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/pf?"+tc.query, nil)
+			req.Header.Set("Connection", "Upgrade")
+			req.Header.Set("Upgrade", "websocket")
+			opts, err := portForwardV4Options(req)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err %v, want error %v", err, tc.wantErr)
+			}
+			if err == nil && fmt.Sprint(opts.Ports) != fmt.Sprint(tc.want) {
+				t.Fatalf("ports %v, want %v", opts.Ports, tc.want)
+			}
+		})
+	}
+}
+
+func TestPortForwardPodName(t *testing.T) {
+	for path, want := range map[string]string{
+		"/api/v1/namespaces/dev/pods/toolbox/portforward": "dev/toolbox",
+		"/prefix/api/v1/namespaces/a/pods/b/portforward":  "a/b",
+		"/odd": "/odd",
+	} {
+		if got := portForwardPodName(&url.URL{Path: path}); got != want {
+			t.Errorf("%s: %q, want %q", path, got, want)
+		}
+	}
+}
+
+// pftErrWriter fails every write.
+type pftErrWriter struct{ err error }
+
+func (w pftErrWriter) Write([]byte) (int, error) { return 0, w.err }
+
+// pftShortWriter writes one byte less than asked.
+type pftShortWriter struct{}
+
+func (pftShortWriter) Write(p []byte) (int, error) { return max(len(p)-1, 0), nil }
+
+// pftErrAfterReader returns its data, then err.
+type pftErrAfterReader struct {
+	r   io.Reader
+	err error
+}
+
+func (r *pftErrAfterReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err == io.EOF {
+		return n, r.err
+	}
+	return n, err
+}
+
+func TestPortForwardCopy(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789"), 10_000) // spans several buffers
+	errRead, errWrite, errTap := errors.New("read"), errors.New("write"), errors.New("tap")
+	for _, tc := range []struct {
+		name    string
+		dst     func() io.Writer
+		src     func() io.Reader
+		tap     func([]byte) error
+		wantN   int64
+		wantErr error
+	}{
+		{"EOF", func() io.Writer { return &bytes.Buffer{} }, func() io.Reader { return bytes.NewReader(data) }, nil, int64(len(data)), nil},
+		{"Empty", func() io.Writer { return &bytes.Buffer{} }, func() io.Reader { return bytes.NewReader(nil) }, nil, 0, nil},
+		{"ReadError", func() io.Writer { return &bytes.Buffer{} }, func() io.Reader { return &pftErrAfterReader{bytes.NewReader(data), errRead} }, nil, int64(len(data)), errRead},
+		{"WriteError", func() io.Writer { return pftErrWriter{errWrite} }, func() io.Reader { return bytes.NewReader(data) }, nil, 0, errWrite},
+		{"ShortWrite", func() io.Writer { return pftShortWriter{} }, func() io.Reader { return bytes.NewReader(data) }, nil, portForwardCopyBufferSize - 1, io.ErrShortWrite},
+		{"TapError", func() io.Writer { return &bytes.Buffer{} }, func() io.Reader { return bytes.NewReader(data) }, func([]byte) error { return errTap }, 0, errTap},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var tapped bytes.Buffer
+			tap := tc.tap
+			if tap == nil {
+				tap = func(p []byte) error { tapped.Write(p); return nil }
+			}
+			dst := tc.dst()
+			n, err := portForwardCopy(dst, tc.src(), tap)
+			if n != tc.wantN || !errors.Is(err, tc.wantErr) {
+				t.Fatalf("copied %d, %v; want %d, %v", n, err, tc.wantN, tc.wantErr)
+			}
+			if b, ok := dst.(*bytes.Buffer); ok && tc.tap == nil && !bytes.Equal(b.Bytes(), tapped.Bytes()) {
+				t.Errorf("tap saw %d bytes, destination got %d", tapped.Len(), b.Len())
+			}
+		})
+	}
+}
+
+// pftChunkReader yields size bytes in chunks of at most len(chunk).
+type pftChunkReader struct {
+	chunk []byte
+	left  int
+}
+
+func (r *pftChunkReader) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.chunk[:min(len(r.chunk), r.left)])
+	r.left -= n
+	return n, nil
+}
+
+// pftDiscard is io.Discard without io.ReaderFrom, as a stream is.
+type pftDiscard struct{}
+
+func (pftDiscard) Write(p []byte) (int, error) { return len(p), nil }
+
+// BenchmarkPortForwardCopy measures one direction of a connection's relay
+// with and without a capture. It should not allocate: the buffer is
+// pooled.
+func BenchmarkPortForwardCopy(b *testing.B) {
+	const size = 8 << 20
+	chunk := make([]byte, portForwardCopyBufferSize)
+	for _, tc := range []struct {
+		name    string
+		capture bool
+	}{{"Plain", false}, {"Captured", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var tap func([]byte) error
+			if tc.capture {
+				tap = newPortForwardCapture(pftNopWriteCloser{}, time.Now()).toPod
+			}
+			src := &pftChunkReader{chunk: chunk}
+			b.SetBytes(size)
+			b.ReportAllocs()
+			for b.Loop() {
+				src.left = size
+				if _, err := portForwardCopy(pftDiscard{}, src, tap); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+type pftNopWriteCloser struct{ pftDiscard }
+
+func (pftNopWriteCloser) Close() error { return nil }
+
+// BenchmarkPortForwardRelay forwards one connection per iteration through
+// kubegate to the fake upstream, 4 MiB each way (the backend echoes in
+// upper case after reading EOF), with the client on SPDY or the tunnel;
+// upstream is SPDY either way.
+func BenchmarkPortForwardRelay(b *testing.B) {
+	const size = 4 << 20
+	payload := bytes.Repeat([]byte("kubegate"), size/8)
+	want := bytes.ToUpper(payload)
+	for _, tc := range []struct {
+		name   string
+		tunnel bool
+	}{{"SPDY", false}, {"Tunnel", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			f := newPFTFake(b)
+			up := f.dial(b, tc.tunnel)
+			defer up.close()
+			b.SetBytes(2 * size)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				reply, msg, err := pftForward(up.conn, f.hashPort, i, payload)
+				if err != nil || msg != "" || !bytes.Equal(reply, want) {
+					b.Fatalf("reply of %d bytes, error %q, err %v", len(reply), msg, err)
+				}
+				i++
+			}
+		})
+	}
+}

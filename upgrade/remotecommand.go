@@ -1,0 +1,188 @@
+package upgrade
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/rest"
+	clientremotecommand "k8s.io/client-go/tools/remotecommand"
+	serverremotecommand "k8s.io/cri-streaming/pkg/streaming/remotecommand"
+	"k8s.io/streaming/pkg/httpstream"
+	"k8s.io/streaming/pkg/httpstream/wsstream"
+	utilexec "k8s.io/utils/exec"
+)
+
+// Stream timeouts toward the client, as the kubelet's.
+const (
+	streamIdleTimeout     = 4 * time.Hour
+	streamCreationTimeout = serverremotecommand.DefaultStreamCreationTimeout
+)
+
+// RemoteCommandConfig configures one exec or attach relay.
+type RemoteCommandConfig struct {
+	// Upstream is a rest.Config for the apiserver that already impersonates
+	// the caller. Required.
+	Upstream *rest.Config
+	// URL is the upstream exec or attach URL, query included. Required.
+	URL *url.URL
+	// Attach selects attach instead of exec.
+	Attach bool
+	// Command is the exec command (ignored for attach).
+	Command []string
+	// Stdin, Stdout, Stderr and TTY are the streams the client asked for.
+	Stdin, Stdout, Stderr, TTY bool
+	// Tap receives the decoded session. Nil records nothing.
+	Tap Tap
+	// ContinueWithoutRecording keeps a session going when Tap fails. False
+	// (the default) ends the session: kubegate fails closed.
+	ContinueWithoutRecording bool
+	// Log receives relay errors. Nil means slog.Default().
+	Log *slog.Logger
+}
+
+// RemoteCommandResult is how a relayed session ended.
+type RemoteCommandResult struct {
+	// Protocol is the client-side protocol, e.g. "SPDY/3.1 v4.channel.k8s.io"
+	// or "websocket v5.channel.k8s.io".
+	Protocol string
+	// ExitCode is the process's exit code, or -1 when it is unknown (the
+	// session failed before or without an exit status).
+	ExitCode int
+	// Err is why the session failed, nil for a clean exit (any exit code).
+	Err error
+	// RecordingErr is the first recording failure, if any.
+	RecordingErr error
+}
+
+// ErrRecordingFailed ends a session whose recording could not be written.
+var ErrRecordingFailed = errors.New("session recording failed")
+
+// ServeRemoteCommand terminates a client's exec or attach request, over
+// SPDY/3.1 or any WebSocket channel protocol, and re-originates it toward
+// the apiserver over WebSocket (falling back to SPDY). Both sides are
+// decoded: the Tap sees stdin, stdout, stderr and resizes as they cross.
+func ServeRemoteCommand(w http.ResponseWriter, req *http.Request, cfg RemoteCommandConfig) RemoteCommandResult {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	r := &relay{cfg: cfg, result: RemoteCommandResult{ExitCode: -1}}
+	opts := &serverremotecommand.Options{Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr && !cfg.TTY, TTY: cfg.TTY}
+	if wsstream.IsWebSocketRequest(req) {
+		serveWebSocket(w, req, opts, r)
+	} else {
+		r.setProtocol("SPDY/3.1")
+		if cfg.Attach {
+			serverremotecommand.ServeAttach(w, req, r, "", "", "", opts, streamIdleTimeout, streamCreationTimeout, serverremotecommand.SupportedStreamingProtocols)
+		} else {
+			serverremotecommand.ServeExec(w, req, r, "", "", "", cfg.Command, opts, streamIdleTimeout, streamCreationTimeout, serverremotecommand.SupportedStreamingProtocols)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.result
+}
+
+// relay is the client-side server's Executor and Attacher: it runs the
+// session against the apiserver.
+type relay struct {
+	cfg RemoteCommandConfig
+
+	mu     sync.Mutex
+	result RemoteCommandResult
+}
+
+var (
+	_ serverremotecommand.Executor = (*relay)(nil)
+	_ serverremotecommand.Attacher = (*relay)(nil)
+)
+
+func (r *relay) setProtocol(p string) {
+	r.mu.Lock()
+	r.result.Protocol = p
+	r.mu.Unlock()
+}
+
+// ExecInContainer implements serverremotecommand.Executor.
+func (r *relay) ExecInContainer(ctx context.Context, _, _, _ string, _ []string, in io.Reader, out, errOut io.WriteCloser, tty bool, resize <-chan serverremotecommand.TerminalSize, _ time.Duration) error {
+	return r.run(ctx, in, out, errOut, tty, resize)
+}
+
+// AttachContainer implements serverremotecommand.Attacher.
+func (r *relay) AttachContainer(ctx context.Context, _, _, _ string, in io.Reader, out, errOut io.WriteCloser, tty bool, resize <-chan serverremotecommand.TerminalSize) error {
+	return r.run(ctx, in, out, errOut, tty, resize)
+}
+
+// run streams the session upstream. Its error is what the client-side
+// server reports on the error channel: an exit error becomes the
+// NonZeroExitCode status, anything else an internal error.
+func (r *relay) run(ctx context.Context, in io.Reader, out, errOut io.Writer, tty bool, resize <-chan serverremotecommand.TerminalSize) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	exec, err := newUpstreamExecutor(r.cfg.Upstream, r.cfg.URL)
+	if err != nil {
+		return r.finish(fmt.Errorf("preparing upstream stream: %w", err))
+	}
+	taps := &tapSet{tap: r.cfg.Tap, failOpen: r.cfg.ContinueWithoutRecording, cancel: cancel}
+	opts := clientremotecommand.StreamOptions{Tty: tty}
+	if in != nil {
+		opts.Stdin = &tappedReader{r: in, record: taps.input}
+	}
+	if out != nil {
+		opts.Stdout = &tappedWriter{w: out, record: taps.output, cancel: cancel}
+	}
+	if errOut != nil {
+		opts.Stderr = &tappedWriter{w: errOut, record: taps.errorOutput, cancel: cancel}
+	}
+	if resize != nil {
+		opts.TerminalSizeQueue = &sizeQueue{ctx: ctx, ch: resize, record: taps.resize}
+	}
+	err = exec.StreamWithContext(ctx, opts)
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
+	r.mu.Lock()
+	r.result.RecordingErr = taps.err()
+	r.mu.Unlock()
+	return r.finish(err)
+}
+
+// finish records the outcome and returns what the client should see.
+func (r *relay) finish(err error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var exitErr utilexec.ExitError
+	switch {
+	case err == nil:
+		r.result.ExitCode = 0
+	case errors.As(err, &exitErr) && exitErr.Exited():
+		r.result.ExitCode = exitErr.ExitStatus()
+	default:
+		r.result.Err = err
+		r.cfg.Log.Warn("stream relay failed", "err", err)
+	}
+	return err
+}
+
+// newUpstreamExecutor prefers WebSocket toward the apiserver and falls back
+// to SPDY when the WebSocket upgrade is refused. Note that the two are
+// authorized differently upstream (GET vs POST on pods/exec).
+func newUpstreamExecutor(cfg *rest.Config, u *url.URL) (clientremotecommand.Executor, error) {
+	ws, err := clientremotecommand.NewWebSocketExecutor(cfg, http.MethodGet, u.String())
+	if err != nil {
+		return nil, err
+	}
+	spdy, err := clientremotecommand.NewSPDYExecutor(cfg, http.MethodPost, u)
+	if err != nil {
+		return nil, err
+	}
+	return clientremotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
+		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+	})
+}

@@ -1,0 +1,118 @@
+package upgrade
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	clientremotecommand "k8s.io/client-go/tools/remotecommand"
+	serverremotecommand "k8s.io/cri-streaming/pkg/streaming/remotecommand"
+)
+
+// tapSet feeds a Tap and remembers its first failure. Unless the session
+// may go on without a recording, a failure cancels the session.
+type tapSet struct {
+	tap      Tap
+	failOpen bool
+	cancel   context.CancelCauseFunc
+
+	mu    sync.Mutex
+	first error
+}
+
+func (t *tapSet) record(f func(Tap) error) error {
+	if t.tap == nil {
+		return nil
+	}
+	err := f(t.tap)
+	if err == nil {
+		return nil
+	}
+	t.mu.Lock()
+	if t.first == nil {
+		t.first = err
+	}
+	t.mu.Unlock()
+	if t.failOpen {
+		return nil
+	}
+	err = fmt.Errorf("%w: %w", ErrRecordingFailed, err)
+	t.cancel(err)
+	return err
+}
+
+func (t *tapSet) err() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.first
+}
+
+func (t *tapSet) input(p []byte) error       { return t.record(func(tap Tap) error { return tap.Input(p) }) }
+func (t *tapSet) output(p []byte) error      { return t.record(func(tap Tap) error { return tap.Output(p) }) }
+func (t *tapSet) errorOutput(p []byte) error { return t.record(func(tap Tap) error { return tap.ErrorOutput(p) }) }
+func (t *tapSet) resize(w, h uint16) error {
+	return t.record(func(tap Tap) error { return tap.Resize(w, h) })
+}
+
+// tappedReader is the client's stdin on its way upstream: what it reads is
+// recorded before it is forwarded.
+type tappedReader struct {
+	r      io.Reader
+	record func([]byte) error
+}
+
+func (t *tappedReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		if rerr := t.record(p[:n]); rerr != nil {
+			return 0, rerr
+		}
+	}
+	return n, err
+}
+
+// tappedWriter is stdout or stderr on its way to the client: it is recorded,
+// then written. A client that went away cancels the session.
+type tappedWriter struct {
+	w      io.Writer
+	record func([]byte) error
+	cancel context.CancelCauseFunc
+}
+
+func (t *tappedWriter) Write(p []byte) (int, error) {
+	if err := t.record(p); err != nil {
+		return 0, err
+	}
+	n, err := t.w.Write(p)
+	if err != nil {
+		t.cancel(fmt.Errorf("writing to the client: %w", err))
+	}
+	return n, err
+}
+
+// sizeQueue hands the client's resizes to the upstream executor, recording
+// each.
+type sizeQueue struct {
+	ctx    context.Context
+	ch     <-chan serverremotecommand.TerminalSize
+	record func(w, h uint16) error
+}
+
+var _ clientremotecommand.TerminalSizeQueue = (*sizeQueue)(nil)
+
+// Next returns the next size, or nil when resizing is over.
+func (q *sizeQueue) Next() *clientremotecommand.TerminalSize {
+	select {
+	case <-q.ctx.Done():
+		return nil
+	case s, ok := <-q.ch:
+		if !ok {
+			return nil
+		}
+		if q.record(s.Width, s.Height) != nil {
+			return nil
+		}
+		return &clientremotecommand.TerminalSize{Width: s.Width, Height: s.Height}
+	}
+}
