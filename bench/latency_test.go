@@ -2,18 +2,13 @@ package bench
 
 import (
 	"context"
-	"log/slog"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/kubegate/kubegate/internal/stack"
-	"github.com/kubegate/kubegate/internal/testenv"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // benchPolicy is a realistic policy: discovery, a deny that does not match,
@@ -42,17 +37,9 @@ policy:
 // in rounds so both see the same machine. It reports medians and p99s and
 // the latency kubegate adds. Run with -benchtime=1x; b.N repeats the rounds.
 func BenchmarkGetLatency(b *testing.B) {
-	env := testenv.Get(b)
 	ctx := context.Background()
-	st, err := stack.Start(ctx, env, stack.Options{Dir: filepath.Join(env.Dir, "kubegate-bench"), Policy: benchPolicy, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	direct := clientset(b, env.RESTConfig)
-	gwCfg, err := clientcmd.BuildConfigFromFlags("", st.Kubeconfigs["agent"])
-	if err != nil {
-		b.Fatal(err)
-	}
+	directCfg, gwCfg := benchTargets(b)
+	direct := clientset(b, directCfg)
 	gateway := clientset(b, gwCfg)
 
 	const rounds, perRound = 10, 200

@@ -91,60 +91,72 @@ func TestGatewayCanIReflectsImpersonatedRBAC(t *testing.T) {
 func TestGatewayWatchStreams(t *testing.T) {
 	g := gateway(t)
 	env := testenv.Get(t)
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	cmd := kubectlCmd(ctx, g.agentKubeconfig, protocols[0], "get", "configmaps", "-w", "-o", "name")
-	out, stderr := newLockedBuffer(), newLockedBuffer()
-	cmd.Stdout, cmd.Stderr = out, stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	// The watch is open once kubectl logged its watch request.
-	if !waitUntil(ctx, func() bool { return strings.Contains(stderr.String(), "watch=true") }) {
-		t.Fatalf("kubectl never opened the watch; stderr:\n%s", stderr.String())
-	}
-	for i := range 3 {
-		name := fmt.Sprintf("watched-%d", i)
-		_, err := env.Client.CoreV1().ConfigMaps("dev").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = env.Client.CoreV1().ConfigMaps("dev").Delete(context.Background(), name, metav1.DeleteOptions{})
+	for _, id := range []struct{ name, kubeconfig string }{{"dex token", g.agentKubeconfig}, {"serviceaccount token", g.botKubeconfig}} {
+		t.Run(id.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			cmd := kubectlCmd(ctx, id.kubeconfig, protocols[0], "get", "configmaps", "-w", "-o", "name")
+			out, stderr := newLockedBuffer(), newLockedBuffer()
+			cmd.Stdout, cmd.Stderr = out, stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+			// The watch is open once kubectl logged its watch request.
+			if !waitUntil(ctx, func() bool { return strings.Contains(stderr.String(), "watch=true") }) {
+				t.Fatalf("kubectl never opened the watch; stderr:\n%s", stderr.String())
+			}
+			for i := range 3 {
+				name := fmt.Sprintf("watched-%s-%d", strings.ReplaceAll(id.name, " ", "-"), i)
+				_, err := env.Client.CoreV1().ConfigMaps("dev").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() {
+					_ = env.Client.CoreV1().ConfigMaps("dev").Delete(context.Background(), name, metav1.DeleteOptions{})
+				})
+				if !waitUntil(ctx, func() bool { return strings.Contains(out.String(), "configmap/"+name+"\n") }) {
+					t.Fatalf("watch never showed %s while open; stdout:\n%s", name, out.String())
+				}
+			}
 		})
-		if !waitUntil(ctx, func() bool { return strings.Contains(out.String(), "configmap/"+name+"\n") }) {
-			t.Fatalf("watch never showed %s while open; stdout:\n%s", name, out.String())
-		}
 	}
 }
 
 func TestGatewayLogsFollow(t *testing.T) {
 	g := gateway(t)
 	env := testenv.Get(t)
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	if err := env.CreatePod(ctx, "dev", "ticker", "sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"); err != nil {
+	ctx0, cancel0 := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel0()
+	if err := env.CreatePod(ctx0, "dev", "ticker", "sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"); err != nil {
 		t.Fatal(err)
 	}
-	cmd := kubectlCmd(ctx, g.agentKubeconfig, protocols[0], "logs", "-f", "ticker")
-	out, stderr := newLockedBuffer(), newLockedBuffer()
-	cmd.Stdout, cmd.Stderr = out, stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	// Lines keep arriving while the request is open: wait for one printed
-	// after the stream started.
-	var first string
-	if !waitUntil(ctx, func() bool {
-		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-		if first == "" && lines[0] != "" {
-			first = lines[len(lines)-1]
-		}
-		return first != "" && strings.TrimSpace(lines[len(lines)-1]) != first
-	}) {
-		t.Fatalf("logs -f showed no new line; stdout:\n%s\nstderr:\n%s", out.String(), userOutput(stderr.String()))
+	for _, id := range []struct{ name, kubeconfig string }{{"dex token", g.agentKubeconfig}, {"serviceaccount token", g.botKubeconfig}} {
+		t.Run(id.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			cmd := kubectlCmd(ctx, id.kubeconfig, protocols[0], "logs", "-f", "ticker")
+			out, stderr := newLockedBuffer(), newLockedBuffer()
+			cmd.Stdout, cmd.Stderr = out, stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+			// Lines keep arriving while the request is open: wait for one
+			// printed after the first one seen.
+			var first string
+			if !waitUntil(ctx, func() bool {
+				lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+				last := strings.TrimSpace(lines[len(lines)-1])
+				if first == "" {
+					first = last
+					return false
+				}
+				return last != first
+			}) {
+				t.Fatalf("logs -f showed no new line; stdout:\n%s\nstderr:\n%s", out.String(), userOutput(stderr.String()))
+			}
+		})
 	}
 }
 

@@ -125,8 +125,9 @@ const (
 // Sec-WebSocket-Protocol: SPDY/3.1+portforward.k8s.io) or the legacy
 // WebSocket channel protocol (v4.channel.k8s.io, v4.base64.channel.k8s.io,
 // with ?ports=). Upstream, kubegate prefers the tunnel and falls back to
-// SPDY when the apiserver refuses its upgrade (see the package's RBAC
-// note: the tunnel is a GET).
+// SPDY when the apiserver refuses its upgrade. The tunnel is a GET, so the
+// apiserver checks get (and, from 1.35, create) on pods/portforward for the
+// impersonated user; a user allowed only create ends up on SPDY (a POST).
 //
 // Errors before the upgrade are written as a Kubernetes Status; after it
 // they reach the client on the connection's error stream. It returns when
@@ -141,6 +142,16 @@ func ServePortForward(w http.ResponseWriter, req *http.Request, cfg PortForwardC
 	if err := cfg.validate(); err != nil {
 		log.Error("port-forward misconfigured", "err", err)
 		portForwardWriteStatus(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if req.ProtoMajor != 1 {
+		portForwardWriteStatus(w, http.StatusBadRequest, fmt.Sprintf("unable to upgrade: port-forward needs HTTP/1.1, not %s", req.Proto))
+		return
+	}
+	if _, ok := w.(http.Hijacker); !ok {
+		// golang.org/x/net/websocket panics on a writer it cannot hijack.
+		log.Error("port-forward: the response writer cannot be hijacked")
+		portForwardWriteStatus(w, http.StatusInternalServerError, "unable to upgrade: the connection cannot be taken over")
 		return
 	}
 	proto, err := portForwardClassify(req)
@@ -169,8 +180,10 @@ func ServePortForward(w http.ResponseWriter, req *http.Request, cfg PortForwardC
 			portForwardIdleTimeout, portForwardStreamCreationTimeout, portforward.SupportedProtocols)
 	}
 	stop()
-	s.close()
+	// The client's handler is done; closing its connection first also
+	// frees a copier blocked writing to a client that stopped reading.
 	hj.closeConn()
+	s.close()
 	log.Debug("port-forward session ended", "connections", s.nextID.Load(), "cause", context.Cause(s.ctx))
 }
 

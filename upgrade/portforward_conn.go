@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
@@ -66,7 +65,6 @@ func (s *portForwardSession) PortForward(_ context.Context, _, _ string, port in
 		c.halfClose = true
 		log = log.With("client_request_id", hs.Headers().Get(portforward.PortForwardRequestIDHeader))
 	}
-	c.log = log
 	st := PortForwardConnStats{Port: port, RequestID: c.id, Start: time.Now()}
 	st.Err = c.serve(&st)
 	st.End = time.Now()
@@ -87,7 +85,6 @@ func (s *portForwardSession) PortForward(_ context.Context, _, _ string, port in
 // portForwardConn is one forwarded connection.
 type portForwardConn struct {
 	s         *portForwardSession
-	log       *slog.Logger
 	port      int32
 	id        string
 	client    io.ReadWriteCloser

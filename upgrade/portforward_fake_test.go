@@ -1,6 +1,7 @@
 package upgrade
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -244,14 +245,23 @@ func TestPortForwardRefusedBeforeUpgrade(t *testing.T) {
 		{"LegacyBadPort", PortForwardConfig{Upstream: &rest.Config{}, URL: u}, http.MethodGet, "?ports=80,x", ws("v4.channel.k8s.io"), http.StatusBadRequest, "unable to parse"},
 		{"NotAnUpgrade", PortForwardConfig{Upstream: &rest.Config{}, URL: u}, http.MethodPost, "", http.Header{"X-Stream-Protocol-Version": {"portforward.k8s.io"}}, http.StatusBadRequest, "missing upgrade headers"},
 		{"NoStreamProtocol", PortForwardConfig{Upstream: &rest.Config{}, URL: u}, http.MethodPost, "", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"SPDY/3.1"}}, http.StatusBadRequest, "X-Stream-Protocol-Version"},
+		{"HTTP2", PortForwardConfig{Upstream: &rest.Config{}, URL: u}, http.MethodPost, "", http.Header{"X-Http2": {"yes"}}, http.StatusBadRequest, "needs HTTP/1.1"},
+		{"NoHijack", PortForwardConfig{Upstream: &rest.Config{}, URL: u}, http.MethodGet, "?ports=80", http.Header{"X-No-Hijack": {"yes"}}, http.StatusInternalServerError, "cannot be taken over"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req := httptest.NewRequest(tc.method, pftPortForwardPath+tc.query, nil)
 			for k, v := range tc.header {
 				req.Header[k] = v
 			}
+			if req.Header.Get("X-Http2") != "" {
+				req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/2.0", 2, 0
+			}
 			rec := httptest.NewRecorder()
-			ServePortForward(rec, req, tc.cfg)
+			var w http.ResponseWriter = pftNoHijack{rec}
+			if req.Header.Get("X-No-Hijack") == "" {
+				w = pftFailHijack{rec}
+			}
+			ServePortForward(w, req, tc.cfg)
 			if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.msg) {
 				t.Fatalf("reply %d %q, want %d containing %q", rec.Code, rec.Body, tc.code, tc.msg)
 			}
@@ -263,6 +273,17 @@ func TestPortForwardRefusedBeforeUpgrade(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pftNoHijack is a ResponseWriter that cannot hijack.
+type pftNoHijack struct{ http.ResponseWriter }
+
+// pftFailHijack is a ResponseWriter whose Hijack fails: the cases above
+// are refused before it is called.
+type pftFailHijack struct{ http.ResponseWriter }
+
+func (pftFailHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return nil, nil, errors.New("no hijacking in this test")
 }
 
 // TestPortForwardClassify checks which protocol a request gets.
@@ -479,4 +500,71 @@ func BenchmarkPortForwardRelay(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestPortForwardBackPressure stops reading a connection whose pod side
+// writes without end: the pod's writes must stall after a bounded amount
+// (socket buffers and spdystream's bounded frame queues), as kubegate
+// queues nothing itself.
+func TestPortForwardBackPressure(t *testing.T) {
+	baseline := pftRelayGoroutines()
+	f := newPFTFake(t)
+	var written atomic.Int64
+	ln := pftListen(t)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		chunk := make([]byte, 32<<10)
+		for {
+			n, err := c.Write(chunk)
+			written.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer ln.Close()
+
+	up := f.dial(t, true)
+	headers := http.Header{}
+	headers.Set(portforward.StreamType, portforward.StreamTypeError)
+	headers.Set(portforward.PortHeader, strconv.Itoa(int(pftPort(ln))))
+	headers.Set(portforward.PortForwardRequestIDHeader, "0")
+	errStream, err := up.conn.CreateStream(headers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = errStream.Close()
+	headers.Set(portforward.StreamType, portforward.StreamTypeData)
+	data, err := up.conn.CreateStream(headers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(data, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	// Now the client reads nothing more. Wait until the pod's writes
+	// stall: no progress across 20 polls (400 ms).
+	var last int64
+	stable := 0
+	pftWait(t, "the pod's writes to stall", func() bool {
+		n := written.Load()
+		if n == last {
+			stable++
+		} else {
+			last, stable = n, 0
+		}
+		return stable >= 20
+	})
+	const bound = 64 << 20
+	t.Logf("the pod wrote %d MiB before stalling", last>>20)
+	if last > bound {
+		t.Errorf("the pod wrote %d MiB to a client that stopped reading; want < %d MiB", last>>20, bound>>20)
+	}
+	up.close()
+	pftWait(t, "sessions to end", func() bool { return f.sessions.Load() == 0 })
+	pftCheckNoLeaks(t, baseline)
 }

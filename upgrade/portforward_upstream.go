@@ -293,8 +293,10 @@ type portForwardUpgradedConn struct {
 
 var _ net.Conn = (*portForwardUpgradedConn)(nil)
 
-func (c *portForwardUpgradedConn) LocalAddr() net.Addr                { return c.raw.LocalAddr() }
-func (c *portForwardUpgradedConn) RemoteAddr() net.Addr               { return c.raw.RemoteAddr() }
-func (c *portForwardUpgradedConn) SetDeadline(t time.Time) error      { return c.raw.SetDeadline(t) }
-func (c *portForwardUpgradedConn) SetReadDeadline(t time.Time) error  { return c.raw.SetReadDeadline(t) }
-func (c *portForwardUpgradedConn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadline(t) }
+func (c *portForwardUpgradedConn) LocalAddr() net.Addr               { return c.raw.LocalAddr() }
+func (c *portForwardUpgradedConn) RemoteAddr() net.Addr              { return c.raw.RemoteAddr() }
+func (c *portForwardUpgradedConn) SetDeadline(t time.Time) error     { return c.raw.SetDeadline(t) }
+func (c *portForwardUpgradedConn) SetReadDeadline(t time.Time) error { return c.raw.SetReadDeadline(t) }
+func (c *portForwardUpgradedConn) SetWriteDeadline(t time.Time) error {
+	return c.raw.SetWriteDeadline(t)
+}

@@ -48,9 +48,13 @@ func (t *tapSet) err() error {
 	return t.first
 }
 
-func (t *tapSet) input(p []byte) error       { return t.record(func(tap Tap) error { return tap.Input(p) }) }
-func (t *tapSet) output(p []byte) error      { return t.record(func(tap Tap) error { return tap.Output(p) }) }
-func (t *tapSet) errorOutput(p []byte) error { return t.record(func(tap Tap) error { return tap.ErrorOutput(p) }) }
+func (t *tapSet) input(p []byte) error { return t.record(func(tap Tap) error { return tap.Input(p) }) }
+func (t *tapSet) output(p []byte) error {
+	return t.record(func(tap Tap) error { return tap.Output(p) })
+}
+func (t *tapSet) errorOutput(p []byte) error {
+	return t.record(func(tap Tap) error { return tap.ErrorOutput(p) })
+}
 func (t *tapSet) resize(w, h uint16) error {
 	return t.record(func(tap Tap) error { return tap.Resize(w, h) })
 }

@@ -165,10 +165,11 @@ Try, as the agent:
   kubectl get pods -n dev                      # allowed, and audited
   kubectl delete pod toolbox -n prod           # denied by rule "prod-is-read-only-for-agents"
   kubectl run priv --image=busybox --privileged -n dev   # denied: privileged workloads
+  kubectl exec -it toolbox -n dev -- sh        # relayed and recorded; replay with: asciinema play %s/data/audit/recordings/*/*.cast
   tail -n 3 %s | jq .
 
 Stop it with Ctrl-C (or 'kubegate demo down --dir %s' after 'demo up').
-`, st.URL, st.AdminURL, st.ConfigPath, st.AuditPath, dir, clusterAdmin, st.Kubeconfigs["agent"], st.AuditPath, dir)
+`, st.URL, st.AdminURL, st.ConfigPath, st.AuditPath, dir, clusterAdmin, st.Kubeconfigs["agent"], dir, st.AuditPath, dir)
 }
 
 // demoUp starts `kubegate demo run` in the background, in its own session,
