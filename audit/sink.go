@@ -38,10 +38,13 @@ const (
 	AnnotationRecordingSHA256 = "kubegate.dev/recording-sha256"
 	AnnotationRecordingStderr = "kubegate.dev/recording-stderr"
 	AnnotationRecordingError  = "kubegate.dev/recording-error"
-	AnnotationEvent           = "kubegate.dev/event"
-	AnnotationForwardPort     = "kubegate.dev/forward-port"
-	AnnotationForwardToPod    = "kubegate.dev/forward-bytes-to-pod"
-	AnnotationForwardFromPod  = "kubegate.dev/forward-bytes-from-pod"
-	AnnotationForwardDuration = "kubegate.dev/forward-duration"
-	AnnotationForwardError    = "kubegate.dev/forward-error"
+	// AnnotationRecordingFailurePolicy is set when a rule lets the session
+	// go on unrecorded should recording fail.
+	AnnotationRecordingFailurePolicy = "kubegate.dev/recording-failure-policy"
+	AnnotationEvent                  = "kubegate.dev/event"
+	AnnotationForwardPort            = "kubegate.dev/forward-port"
+	AnnotationForwardToPod           = "kubegate.dev/forward-bytes-to-pod"
+	AnnotationForwardFromPod         = "kubegate.dev/forward-bytes-from-pod"
+	AnnotationForwardDuration        = "kubegate.dev/forward-duration"
+	AnnotationForwardError           = "kubegate.dev/forward-error"
 )

@@ -55,6 +55,17 @@ policy:
     resources: ["pods/exec", "pods/attach"]
     action: deny
     message: only 'cat /etc/os-release' may run in prod
+  - name: bounded-sessions
+    groups: ["dex:agents"]
+    resources: ["pods/exec"]
+    expression: 'request.stream.command.exists(c, c.contains("bounded-session"))'
+    action: allow
+    session: {maxDuration: 3s, idleTimeout: 1s}
+  - name: captured-bot-forwards
+    users: ["system:serviceaccount:dev:ci-bot"]
+    resources: ["pods/portforward"]
+    action: allow
+    session: {captureForwards: true}
   - name: discovery
     nonResourceURLs: ["/api", "/api/*", "/apis", "/apis/*", "/version", "/openapi/*"]
     verbs: ["get"]

@@ -87,15 +87,25 @@ func TestGatewayRecordsTTYSessions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Chunks split and merge freely: look at what had crossed by each event.
 			resizeAt, inputAt, outputAt := -1, -1, -1
+			var typed, shown strings.Builder
 			for i, e := range cast.Events {
-				switch {
-				case e.Code == "r" && e.Data == "133x42" && resizeAt < 0:
-					resizeAt = i
-				case e.Code == "i" && strings.Contains(e.Data, "stty size") && inputAt < 0:
-					inputAt = i
-				case e.Code == "o" && strings.Contains(e.Data, "SZ42x133") && outputAt < 0:
-					outputAt = i
+				switch e.Code {
+				case "r":
+					if e.Data == "133x42" && resizeAt < 0 {
+						resizeAt = i
+					}
+				case "i":
+					typed.WriteString(e.Data)
+					if strings.Contains(typed.String(), "stty size") && inputAt < 0 {
+						inputAt = i
+					}
+				case "o":
+					shown.WriteString(e.Data)
+					if strings.Contains(shown.String(), "SZ42x133") && outputAt < 0 {
+						outputAt = i
+					}
 				}
 			}
 			if resizeAt < 0 || inputAt < 0 || outputAt < 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -58,6 +59,10 @@ type Config struct {
 	// Recorder opens a recording for each exec and attach session. Nil
 	// refuses exec and attach: sessions are never unrecorded.
 	Recorder Recorder
+	// ForwardCapture opens the capture file of one port-forwarded
+	// connection, for rules that ask for captures. Nil refuses such rules'
+	// port-forwards.
+	ForwardCapture func(sessionID string, port int32, requestID string) (io.WriteCloser, error)
 	// Metrics records request metrics. Nil means a private registry nobody
 	// scrapes.
 	Metrics *Metrics

@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -36,11 +39,13 @@ type Recorder func(SessionInfo) (SessionRecording, error)
 
 // session is what the audit event says about a relayed stream.
 type session struct {
-	result     upgrade.RemoteCommandResult
-	summary    audit.RecordingSummary
-	closeErr   error
-	forwards   int
-	forwardErr int
+	// continueUnrecorded is the rule's choice to go on when recording fails.
+	continueUnrecorded bool
+	result             upgrade.RemoteCommandResult
+	summary            audit.RecordingSummary
+	closeErr           error
+	forwards           int
+	forwardErr         int
 }
 
 // impersonating returns kubegate's upstream config acting as p.
@@ -65,27 +70,57 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, x *exchang
 	if x.req.Subresource == "portforward" {
 		return g.servePortForward(w, r, x, upstream, &u)
 	}
+	rules := x.decision.Session
+	continueUnrecorded := rules.OnRecordingFailure == policy.RecordingContinue
+	x.session = &session{continueUnrecorded: continueUnrecorded}
+	var rec SessionRecording
+	var err error
 	if g.cfg.Recorder == nil {
-		return fmt.Errorf("%w: no session recorder is configured", ErrAuditUnavailable)
+		err = errors.New("no session recorder is configured")
+	} else {
+		rec, err = g.cfg.Recorder(SessionInfo{ID: x.id, Principal: *x.principal, Request: *x.req, Start: x.start})
 	}
-	rec, err := g.cfg.Recorder(SessionInfo{ID: x.id, Principal: *x.principal, Request: *x.req, Start: x.start})
 	if err != nil {
-		return fmt.Errorf("%w: opening the session recording: %w", ErrAuditUnavailable, err)
+		if !continueUnrecorded {
+			x.session = nil
+			return fmt.Errorf("%w: opening the session recording: %w", ErrAuditUnavailable, err)
+		}
+		x.session.closeErr = fmt.Errorf("opening the session recording: %w", err)
 	}
-	x.session = &session{}
 	ctx, done := g.sessions.add(r.Context(), LiveSession{
 		ID: x.id, User: x.principal.User, Kind: x.req.Subresource, Namespace: x.req.Namespace, Pod: x.req.Name,
 		Container: s.Container, Command: s.Command, TTY: s.TTY, Protocol: string(x.req.Upgrade), Started: x.start,
 	})
 	defer done()
-	r = r.WithContext(ctx)
-	x.session.result = upgrade.ServeRemoteCommand(w, r, upgrade.RemoteCommandConfig{
+	ctx, stop := boundSession(ctx, rules, x.decision.Rule)
+	defer stop()
+	var tap upgrade.Tap
+	if rec != nil {
+		tap = rec
+	}
+	if rules.IdleTimeout > 0 {
+		idle := newIdleTap(ctx, tap, time.Duration(rules.IdleTimeout), x.decision.Rule)
+		defer idle.stop()
+		ctx, tap = idle.ctx, idle
+	}
+	x.session.result = upgrade.ServeRemoteCommand(w, r.WithContext(ctx), upgrade.RemoteCommandConfig{
 		Upstream: upstream, URL: &u, Attach: x.req.Subresource == "attach", Command: s.Command,
 		Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, TTY: s.TTY,
-		Tap: rec, Log: g.cfg.Log.With("request_id", x.id),
+		Tap: tap, ContinueWithoutRecording: continueUnrecorded, Log: g.cfg.Log.With("request_id", x.id),
 	})
-	x.session.summary, x.session.closeErr = rec.Close()
+	if rec != nil {
+		x.session.summary, x.session.closeErr = rec.Close()
+	}
 	return nil
+}
+
+// boundSession ends the session at the rule's maximum duration.
+func boundSession(ctx context.Context, rules policy.SessionRules, rule string) (context.Context, context.CancelFunc) {
+	if rules.MaxDuration <= 0 {
+		return ctx, func() {}
+	}
+	d := time.Duration(rules.MaxDuration)
+	return context.WithTimeoutCause(ctx, d, fmt.Errorf("%w: the session reached its maximum duration of %s (rule %q)", ErrSessionKilled, d, rule))
 }
 
 // servePortForward relays a port-forward session. Every forwarded
@@ -98,7 +133,18 @@ func (g *Gateway) servePortForward(w http.ResponseWriter, r *http.Request, x *ex
 		Protocol: string(x.req.Upgrade), Started: x.start,
 	})
 	defer done()
+	ctx, stop := boundSession(ctx, x.decision.Session, x.decision.Rule)
+	defer stop()
 	r = r.WithContext(ctx)
+	var capture func(port int32, requestID string) (io.WriteCloser, error)
+	if x.decision.Session.CaptureForwards {
+		if g.cfg.ForwardCapture == nil {
+			return fmt.Errorf("%w: rule %q captures forwarded bytes, but no capture directory is configured", ErrAuditUnavailable, x.decision.Rule)
+		}
+		capture = func(port int32, requestID string) (io.WriteCloser, error) {
+			return g.cfg.ForwardCapture(x.id, port, requestID)
+		}
+	}
 	subject := policy.Subject{User: x.principal.User, UID: x.principal.UID, Groups: x.principal.Groups, Extra: x.principal.Extra}
 	upgrade.ServePortForward(w, r, upgrade.PortForwardConfig{
 		Upstream: upstream,
@@ -118,6 +164,7 @@ func (g *Gateway) servePortForward(w http.ResponseWriter, r *http.Request, x *ex
 			}
 			return nil
 		},
+		Capture: capture,
 		OnConnection: func(st upgrade.PortForwardConnStats) {
 			g.auditPortForwardConnection(r, x, st)
 		},
@@ -141,6 +188,9 @@ func sessionAnnotations(s *session, ann map[string]string) {
 	}
 	if res.Err != nil {
 		ann[audit.AnnotationSessionError] = res.Err.Error()
+	}
+	if s.continueUnrecorded {
+		ann[audit.AnnotationRecordingFailurePolicy] = policy.RecordingContinue
 	}
 	if res.RecordingErr != nil || s.closeErr != nil {
 		var msgs []string

@@ -68,6 +68,8 @@ type Decision struct {
 	// HoldTimeout is how long to wait for approval; zero unless Action is
 	// RequireApproval.
 	HoldTimeout time.Duration
+	// Session bounds and records the stream session the request opens.
+	Session SessionRules
 }
 
 // Engine decides requests by a fixed policy. It is safe for concurrent use.
@@ -207,7 +209,7 @@ func (e *Engine) Decide(in Input) Decision {
 
 // decision is what r decides for a request it matched.
 func (r *compiledRule) decision(object any) Decision {
-	d := Decision{Action: r.Action, Rule: r.Name, Message: r.Message, AuditLevel: r.AuditLevel}
+	d := Decision{Action: r.Action, Rule: r.Name, Message: r.Message, AuditLevel: r.AuditLevel, Session: r.Session}
 	if r.describe != nil {
 		if m := r.describe(object); m != "" {
 			d.Message = m

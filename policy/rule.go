@@ -101,7 +101,34 @@ type Rule struct {
 	// before denying it. Zero means DefaultHoldTimeout; other actions may
 	// not set it.
 	HoldTimeout Duration `json:"holdTimeout,omitempty"`
+
+	// Session settings apply to the exec, attach and port-forward sessions
+	// an allow rule lets through; other requests ignore them.
+	Session SessionRules `json:"session,omitempty"`
 }
+
+// SessionRules bound and record stream sessions.
+type SessionRules struct {
+	// MaxDuration ends a session this long after it started. Zero means
+	// no limit.
+	MaxDuration Duration `json:"maxDuration,omitempty"`
+	// IdleTimeout ends an exec or attach session after this long without
+	// input or output. Zero means no limit.
+	IdleTimeout Duration `json:"idleTimeout,omitempty"`
+	// OnRecordingFailure is "fail-closed" (also what empty means: a
+	// recording that cannot be written ends the session) or "continue" (the
+	// session goes on unrecorded; the choice is written to the audit event).
+	OnRecordingFailure string `json:"onRecordingFailure,omitempty"`
+	// CaptureForwards captures the bytes of every port-forwarded
+	// connection to a file beside the session recordings.
+	CaptureForwards bool `json:"captureForwards,omitempty"`
+}
+
+// The values of SessionRules.OnRecordingFailure.
+const (
+	RecordingFailClosed = "fail-closed"
+	RecordingContinue   = "continue"
+)
 
 // Duration is a time.Duration written in config as a Go duration string
 // ("90s", "5m").
@@ -159,6 +186,14 @@ func (r *Rule) normalize() error {
 		return fmt.Errorf("holdTimeout applies only to require-approval rules")
 	case r.HoldTimeout == 0 && r.Action == RequireApproval:
 		r.HoldTimeout = Duration(DefaultHoldTimeout)
+	}
+	switch r.Session.OnRecordingFailure {
+	case "", RecordingFailClosed, RecordingContinue: // "" is fail-closed
+	default:
+		return fmt.Errorf("unknown session.onRecordingFailure %q (want fail-closed or continue)", r.Session.OnRecordingFailure)
+	}
+	if r.Session.MaxDuration < 0 || r.Session.IdleTimeout < 0 {
+		return fmt.Errorf("session durations must not be negative")
 	}
 	if len(r.NonResourceURLs) > 0 {
 		resourceFields := []struct {

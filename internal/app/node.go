@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -80,6 +83,7 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 		Upstream: upstream, Transport: transport, Authenticator: authn, Policy: engine,
 		Audit: sink, Metrics: gateway.NewMetrics(reg), Log: log,
 		StreamUpstream: restCfg, Recorder: recorder(cfg.Audit.Recordings.Dir),
+		ForwardCapture: forwardCapture(cfg.Audit.Recordings.Dir),
 	})
 	if err != nil {
 		return nil, err
@@ -201,5 +205,18 @@ func recorder(dir string) gateway.Recorder {
 				"tty": strconv.FormatBool(st.TTY), "stdin": strconv.FormatBool(st.Stdin),
 			},
 		})
+	}
+}
+
+// forwardCapture writes the bytes of one port-forwarded connection to
+// DIR/<date>/<session>-<port>-<request>.pfcap, in upgrade's capture records.
+func forwardCapture(dir string) func(sessionID string, port int32, requestID string) (io.WriteCloser, error) {
+	return func(sessionID string, port int32, requestID string) (io.WriteCloser, error) {
+		day := filepath.Join(dir, time.Now().UTC().Format("2006-01-02"))
+		if err := os.MkdirAll(day, 0o750); err != nil {
+			return nil, err
+		}
+		name := fmt.Sprintf("%s-%d-%s.pfcap", sessionID, port, requestID)
+		return os.OpenFile(filepath.Join(day, filepath.Base(name)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 	}
 }
