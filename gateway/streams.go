@@ -179,6 +179,9 @@ func sessionAnnotations(s *session, ann map[string]string) {
 	if s == nil {
 		return
 	}
+	// The request's event is written when its session ends: it is the
+	// session.end event, carrying the outcome and the recording.
+	ann[audit.AnnotationEvent] = "session.end"
 	res := s.result
 	if res.Protocol != "" {
 		ann[audit.AnnotationSessionProtocol] = res.Protocol
