@@ -25,8 +25,13 @@ import (
 // PortForwardConfig configures ServePortForward. It is read, never changed.
 type PortForwardConfig struct {
 	// Upstream is a rest.Config for the apiserver that already impersonates
-	// the caller (the gateway sets Impersonate). Its TLS settings, Dial,
-	// Proxy and credentials are used. Required.
+	// the caller (the gateway sets Impersonate). Its TLS settings, Proxy,
+	// credentials and WrapTransport are used. Its Dial is used only for
+	// SPDY, as client-go's WebSocket tunnel cannot use one: when Dial is set,
+	// kubegate speaks SPDY upstream and does not try the tunnel. Ending a
+	// session closes its upstream network connection at once, except for
+	// SPDY through a proxy, whose connection client-go keeps to itself: an
+	// apiserver that stops reading can then hold the session open. Required.
 	Upstream *rest.Config
 	// URL is the upstream port-forward URL,
 	// https://apiserver/api/v1/namespaces/NS/pods/POD/portforward. Its query
@@ -124,10 +129,13 @@ const (
 // portforward.k8s.io), SPDY tunneled through WebSocket (GET,
 // Sec-WebSocket-Protocol: SPDY/3.1+portforward.k8s.io) or the legacy
 // WebSocket channel protocol (v4.channel.k8s.io, v4.base64.channel.k8s.io,
-// with ?ports=). Upstream, kubegate prefers the tunnel and falls back to
-// SPDY when the apiserver refuses its upgrade. The tunnel is a GET, so the
-// apiserver checks get (and, from 1.35, create) on pods/portforward for the
-// impersonated user; a user allowed only create ends up on SPDY (a POST).
+// with ?ports=); the tunnel is served by the apiserver's own
+// TunnelingHandler. Upstream, kubegate dials as kubectl does, with
+// client-go's dialers: it prefers the tunnel and falls back to SPDY when
+// the apiserver (or a proxy) refuses its upgrade. The tunnel is a GET, so
+// the apiserver checks get (and, from 1.35, create) on pods/portforward
+// for the impersonated user; a user allowed only create ends up on SPDY (a
+// POST).
 //
 // Errors before the upgrade are written as a Kubernetes Status; after it
 // they reach the client on the connection's error stream. It returns when
@@ -149,7 +157,8 @@ func ServePortForward(w http.ResponseWriter, req *http.Request, cfg PortForwardC
 		return
 	}
 	if _, ok := w.(http.Hijacker); !ok {
-		// golang.org/x/net/websocket panics on a writer it cannot hijack.
+		// Refused here, the client gets a Status rather than the upgrade
+		// libraries' plain-text errors.
 		log.Error("port-forward: the response writer cannot be hijacked")
 		portForwardWriteStatus(w, http.StatusInternalServerError, "unable to upgrade: the connection cannot be taken over")
 		return
@@ -361,13 +370,17 @@ func (s *portForwardSession) endCause() error {
 	return fmt.Errorf("%w: %w", ErrPortForwardSessionEnded, cause)
 }
 
-// watchUpstream ends the session when its apiserver connection ends first.
+// watchUpstream ends the session when its apiserver connection ends
+// first, and closes that connection as soon as the session ends: a relay
+// blocked writing to an apiserver that stopped reading would otherwise
+// keep the session, and the client's connection with it, from ending.
 func (s *portForwardSession) watchUpstream(up *portForwardUpstream) {
 	select {
 	case <-up.conn.CloseChan():
 		s.log.Info("port-forward connection to apiserver closed; ending the session")
 		s.cancel(ErrPortForwardUpstreamLost)
 	case <-s.ctx.Done():
+		up.close()
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,7 +17,7 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/net/websocket"
+	"github.com/gorilla/websocket"
 	"k8s.io/client-go/rest"
 	"k8s.io/cri-streaming/pkg/streaming/portforward"
 	"k8s.io/streaming/pkg/httpstream"
@@ -30,23 +31,34 @@ const pftPortForwardPath = "/api/v1/namespaces/dev/pods/toolbox/portforward"
 // over the WebSocket tunnel or over SPDY.
 func (h *pftHarness) dialClient(t *testing.T, tunnel bool) *portForwardUpstream {
 	t.Helper()
+	cfg := &rest.Config{Host: h.srv.URL, BearerToken: "anything", TLSClientConfig: rest.TLSClientConfig{CAFile: h.env.CAFile}}
+	return pftDial(t, cfg, h.srv.URL+pftPortForwardPath, tunnel)
+}
+
+// pftDial opens a port-forward session to rawURL with kubegate's upstream
+// dialer, over the tunnel or SPDY, without falling back. The session is
+// closed when the test ends, if not before.
+func pftDial(t testing.TB, cfg *rest.Config, rawURL string, tunnel bool) *portForwardUpstream {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), pftTimeout)
 	defer cancel()
-	cfg := &rest.Config{Host: h.srv.URL, BearerToken: "anything", TLSClientConfig: rest.TLSClientConfig{CAFile: h.env.CAFile}}
-	u, err := url.Parse(h.srv.URL + pftPortForwardPath)
+	u, err := url.Parse(rawURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := newPortForwardDialer(cfg, u)
+	d, err := newPortForwardDialer(ctx, cfg, u)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var up *portForwardUpstream
+	dial, protocol := d.spdy, portForwardClientSPDY
 	if tunnel {
-		up, err = d.dialTunnel(ctx)
-	} else {
-		up, err = d.dialSPDY(ctx)
+		dial, protocol = d.tunnel, portForwardClientTunnel
 	}
+	dialer, err := dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := d.connect(dialer, protocol)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,24 +116,22 @@ func (h *pftHarness) legacyWebSocket(ctx context.Context, protocol string, port 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(h.env.CAPEM)
 	wsURL := "wss" + strings.TrimPrefix(h.srv.URL, "https") + pftPortForwardPath + "?ports=" + strconv.Itoa(int(port))
-	cfg, err := websocket.NewConfig(wsURL, h.srv.URL)
+	dialer := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool}, Subprotocols: []string{protocol}}
+	ws, resp, err := dialer.DialContext(ctx, wsURL, http.Header{"Authorization": {"Bearer anything"}})
 	if err != nil {
 		return nil, "", err
 	}
-	cfg.Protocol = []string{protocol}
-	cfg.TlsConfig = &tls.Config{RootCAs: pool}
-	cfg.Header = http.Header{"Authorization": {"Bearer anything"}}
-	ws, err := cfg.DialContext(ctx)
-	if err != nil {
-		return nil, "", err
-	}
+	_ = resp.Body.Close()
 	defer ws.Close()
 	stop := context.AfterFunc(ctx, func() { _ = ws.Close() })
 	defer stop()
 	b64 := strings.Contains(protocol, "base64")
 	recv := func() (byte, []byte, error) {
-		var msg []byte
-		if err := websocket.Message.Receive(ws, &msg); err != nil {
+		_, msg, err := ws.ReadMessage()
+		if websocket.IsCloseError(err, websocket.CloseNormalClosure) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return 0, nil, io.EOF
+		}
+		if err != nil {
 			return 0, nil, err
 		}
 		if len(msg) == 0 {
@@ -143,9 +153,9 @@ func (h *pftHarness) legacyWebSocket(ctx context.Context, protocol string, port 
 		}
 	}
 	if b64 {
-		err = websocket.Message.Send(ws, "0"+base64.StdEncoding.EncodeToString(request))
+		err = ws.WriteMessage(websocket.TextMessage, []byte("0"+base64.StdEncoding.EncodeToString(request)))
 	} else {
-		err = websocket.Message.Send(ws, append([]byte{0}, request...))
+		err = ws.WriteMessage(websocket.BinaryMessage, append([]byte{0}, request...))
 	}
 	if err != nil {
 		return nil, "", err

@@ -137,7 +137,7 @@ func (c *portForwardConn) relay(up httpstream.Connection, capture *portForwardCa
 	headers.Set(portforward.PortForwardRequestIDHeader, c.id)
 	errStream, err := up.CreateStream(headers)
 	if err != nil {
-		return fmt.Errorf("creating the upstream error stream: %w", err)
+		return c.failure(up, fmt.Errorf("creating the upstream error stream: %w", err))
 	}
 	defer up.RemoveStreams(errStream)
 	// Nothing is ever written to the error stream.
@@ -150,7 +150,7 @@ func (c *portForwardConn) relay(up httpstream.Connection, capture *portForwardCa
 	if err != nil {
 		_ = errStream.Reset()
 		<-errc
-		return fmt.Errorf("creating the upstream data stream: %w", err)
+		return c.failure(up, fmt.Errorf("creating the upstream data stream: %w", err))
 	}
 	defer up.RemoveStreams(data)
 
@@ -210,10 +210,24 @@ func (c *portForwardConn) relay(up httpstream.Connection, capture *portForwardCa
 			abort(c.s.endCause())
 		}
 	}
+	return c.failure(up, failure)
+}
+
+// failure is how the connection ended, given the relay's own failure (nil
+// if none) and the state of the session and its upstream connection.
+func (c *portForwardConn) failure(up httpstream.Connection, failure error) error {
+	if c.s.ctx.Err() != nil && !errors.Is(context.Cause(c.s.ctx), ErrPortForwardUpstreamLost) {
+		// The session ended, so kubegate closed the upstream connection,
+		// and the relay may have failed on it before it saw the end.
+		if failure != nil && !errors.Is(failure, ErrPortForwardSessionEnded) {
+			failure = fmt.Errorf("%w: %w", c.s.endCause(), failure)
+		}
+		return failure
+	}
 	select {
 	case <-up.CloseChan():
 		// The upstream's streams end like normal ones when it goes, and
-		// copies fail on its closed connection.
+		// copies and new streams fail on its closed connection.
 		switch {
 		case failure == nil:
 			failure = ErrPortForwardUpstreamLost

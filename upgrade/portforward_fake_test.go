@@ -22,8 +22,10 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/util/proxy"
 	"k8s.io/client-go/rest"
 	"k8s.io/cri-streaming/pkg/streaming/portforward"
+	"k8s.io/streaming/pkg/httpstream/wsstream"
 )
 
 // pftLoopbackForwarder is a PortForwarder like the test kubelet's: it
@@ -42,7 +44,13 @@ func (pftLoopbackForwarder) PortForward(ctx context.Context, _, _ string, port i
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, _ = io.Copy(tcp, stream)
+		if _, err := io.Copy(tcp, stream); err != nil {
+			// The pod stopped taking bytes: reset the stream, so that
+			// its connection does not wait forever to deliver more.
+			if r, ok := stream.(interface{ Reset() error }); ok {
+				_ = r.Reset()
+			}
+		}
 		_ = tcp.CloseWrite()
 	}()
 	_, _ = io.Copy(stream, tcp)
@@ -52,22 +60,38 @@ func (pftLoopbackForwarder) PortForward(ctx context.Context, _, _ string, port i
 
 // pftFake is kubegate in front of a fake upstream: cri-streaming's own
 // port-forward server, as a kubelet (or an apiserver without the
-// PortForwardWebsockets feature) serves it: SPDY and legacy WebSocket, no
-// tunnel.
+// PortForwardWebsockets feature) serves it: SPDY and legacy WebSocket, and
+// the tunnel only when upstreamTunnel is set.
 type pftFake struct {
 	front    *httptest.Server
 	upstream *httptest.Server
 	// upstreamCfg reaches the upstream; tests may change it before use.
 	upstreamCfg *rest.Config
-	logs        *pftBuffer
-	hashPort    int32
-	sessions    atomic.Int32
+	// upstreamTunnel makes the upstream serve the tunnel as an apiserver
+	// with PortForwardWebsockets does.
+	upstreamTunnel atomic.Bool
+	logs           *pftBuffer
+	hashPort       int32
+	sessions       atomic.Int32
+	// killSessions cancels the request context of every session, running
+	// or to come, as the gateway does to end sessions.
+	killSessions context.CancelFunc
+	kill         context.Context
 }
 
 func newPFTFake(t testing.TB) *pftFake {
 	t.Helper()
 	f := &pftFake{logs: &pftBuffer{}}
+	f.kill, f.killSessions = context.WithCancel(context.Background())
+	t.Cleanup(f.killSessions)
 	f.upstream = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f.upstreamTunnel.Load() && wsstream.IsWebSocketRequestWithTunnelingProtocol(r) {
+			proxy.NewTunnelingHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				portforward.ServePortForward(&portForwardTunnelUpgrade{ResponseWriter: w}, r, pftLoopbackForwarder{}, "pod", "", nil,
+					portForwardIdleTimeout, portForwardStreamCreationTimeout, portforward.SupportedProtocols)
+			})).ServeHTTP(w, r)
+			return
+		}
 		opts, err := portforward.NewV4Options(r)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -86,7 +110,11 @@ func newPFTFake(t testing.TB) *pftFake {
 		f.sessions.Add(1)
 		defer f.sessions.Add(-1)
 		u, _ := url.Parse(f.upstream.URL + r.URL.Path)
-		ServePortForward(w, r, PortForwardConfig{
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		stop := context.AfterFunc(f.kill, cancel)
+		defer stop()
+		ServePortForward(w, r.WithContext(ctx), PortForwardConfig{
 			Upstream: f.upstreamCfg,
 			URL:      u,
 			Log:      slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -122,21 +150,7 @@ func (f *pftFake) dial(t testing.TB, tunnel bool) *portForwardUpstream {
 	t.Helper()
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.front.Certificate().Raw})
 	cfg := &rest.Config{Host: f.front.URL, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}}
-	u, _ := url.Parse(f.front.URL + pftPortForwardPath)
-	d, err := newPortForwardDialer(cfg, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var up *portForwardUpstream
-	if tunnel {
-		up, err = d.dialTunnel(t.Context())
-	} else {
-		up, err = d.dialSPDY(t.Context())
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return up
+	return pftDial(t, cfg, f.front.URL+pftPortForwardPath, tunnel)
 }
 
 // TestPortForwardFallsBackToSPDY forwards through an upstream that does
@@ -165,58 +179,188 @@ func TestPortForwardFallsBackToSPDY(t *testing.T) {
 }
 
 // TestPortForwardThroughProxy dials the upstream through an HTTP CONNECT
-// proxy: only SPDY is tried then.
+// proxy, as kubectl does: the tunnel first, through the proxy, and SPDY,
+// through another CONNECT, when the upstream refuses the tunnel.
 func TestPortForwardThroughProxy(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		tunnel   bool // the upstream serves the tunnel
+		connects int32
+		protocol portForwardClientProtocol
+	}{
+		{"Tunnel", true, 1, portForwardClientTunnel},
+		{"FallbackToSPDY", false, 2, portForwardClientSPDY},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			baseline := pftRelayGoroutines()
+			f := newPFTFake(t)
+			f.upstreamTunnel.Store(tc.tunnel)
+			var connects atomic.Int32
+			var wg sync.WaitGroup
+			proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != http.MethodConnect {
+					http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
+					return
+				}
+				connects.Add(1)
+				backend, err := net.Dial("tcp", r.Host)
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusBadGateway)
+					return
+				}
+				w.WriteHeader(http.StatusOK)
+				client, brw, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					_ = backend.Close()
+					return
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, _ = io.Copy(backend, brw)
+					_ = backend.Close()
+				}()
+				_, _ = io.Copy(client, backend)
+				_ = client.Close()
+			}))
+			defer proxy.Close()
+			proxyURL, _ := url.Parse(proxy.URL)
+			f.upstreamCfg.Proxy = http.ProxyURL(proxyURL)
+
+			up := f.dial(t, true)
+			reply, msg, err := pftForward(up.conn, f.hashPort, 0, []byte("proxied"))
+			if err != nil || msg != "" || string(reply) != "PROXIED" {
+				t.Fatalf("reply %q, error %q, err %v", reply, msg, err)
+			}
+			up.close()
+			pftWait(t, "sessions to end", func() bool { return f.sessions.Load() == 0 })
+			if n := connects.Load(); n != tc.connects {
+				t.Errorf("%d CONNECTs through the proxy, want %d", n, tc.connects)
+			}
+			if logs := f.logs.String(); !strings.Contains(logs, `"upstream_protocol":"`+string(tc.protocol)+`"`) {
+				t.Errorf("want %s upstream; log:\n%s", tc.protocol, logs)
+			}
+			proxy.CloseClientConnections()
+			wg.Wait()
+			pftCheckNoLeaks(t, baseline)
+		})
+	}
+}
+
+// TestPortForwardUpstreamDial checks a rest.Config with Dial: kubegate
+// dials the upstream with it, and over SPDY, even when the upstream
+// serves the tunnel, as client-go's tunnel cannot use it.
+func TestPortForwardUpstreamDial(t *testing.T) {
 	baseline := pftRelayGoroutines()
 	f := newPFTFake(t)
-	var connects atomic.Int32
-	var wg sync.WaitGroup
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodConnect {
-			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
-			return
-		}
-		connects.Add(1)
-		backend, err := net.Dial("tcp", r.Host)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-		client, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			_ = backend.Close()
-			return
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, _ = io.Copy(backend, brw)
-			_ = backend.Close()
-		}()
-		_, _ = io.Copy(client, backend)
-		_ = client.Close()
-	}))
-	defer proxy.Close()
-	proxyURL, _ := url.Parse(proxy.URL)
-	f.upstreamCfg.Proxy = http.ProxyURL(proxyURL)
-
+	f.upstreamTunnel.Store(true)
+	var dials atomic.Int32
+	f.upstreamCfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
 	up := f.dial(t, true)
-	reply, msg, err := pftForward(up.conn, f.hashPort, 0, []byte("proxied"))
-	if err != nil || msg != "" || string(reply) != "PROXIED" {
+	reply, msg, err := pftForward(up.conn, f.hashPort, 0, []byte("dialed"))
+	if err != nil || msg != "" || string(reply) != "DIALED" {
 		t.Fatalf("reply %q, error %q, err %v", reply, msg, err)
 	}
 	up.close()
 	pftWait(t, "sessions to end", func() bool { return f.sessions.Load() == 0 })
-	if n := connects.Load(); n != 1 {
-		t.Errorf("%d CONNECTs through the proxy, want 1", n)
+	if n := dials.Load(); n != 1 {
+		t.Errorf("Dial called %d times, want 1", n)
 	}
 	if logs := f.logs.String(); strings.Contains(logs, "falling back") || !strings.Contains(logs, `"upstream_protocol":"SPDY/3.1"`) {
 		t.Errorf("want SPDY upstream without a tunnel attempt; log:\n%s", logs)
 	}
-	proxy.CloseClientConnections()
-	wg.Wait()
 	pftCheckNoLeaks(t, baseline)
+}
+
+// TestPortForwardUpstreamStopsReading ends a session while kubegate is
+// blocked writing to an upstream that stopped reading (the pod's process
+// reads nothing, so the fake kubelet's buffers and then the TCP buffers
+// fill), over both upstream protocols: the session must end all the same.
+// Closing the SPDY connection alone would not do: it writes frames, which
+// wait behind the blocked writer; the network connection must be closed.
+func TestPortForwardUpstreamStopsReading(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tunnel bool // the upstream serves the tunnel
+	}{{"SPDY", false}, {"Tunnel", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			baseline := pftRelayGoroutines()
+			f := newPFTFake(t)
+			f.upstreamTunnel.Store(tc.tunnel)
+			ln := pftListen(t)
+			held := make(chan net.Conn, 1)
+			go func() {
+				if c, err := ln.Accept(); err == nil {
+					held <- c // never read
+				}
+			}()
+			stopPod := func() {
+				_ = ln.Close()
+				select {
+				case c := <-held:
+					_ = c.Close()
+				default:
+				}
+			}
+			defer stopPod()
+
+			up := f.dial(t, false)
+			headers := http.Header{}
+			headers.Set(portforward.StreamType, portforward.StreamTypeError)
+			headers.Set(portforward.PortHeader, strconv.Itoa(int(pftPort(ln))))
+			headers.Set(portforward.PortForwardRequestIDHeader, "0")
+			errStream, err := up.conn.CreateStream(headers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = errStream.Close()
+			headers.Set(portforward.StreamType, portforward.StreamTypeData)
+			data, err := up.conn.CreateStream(headers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var written atomic.Int64
+			writerDone := make(chan struct{})
+			go func() {
+				defer close(writerDone)
+				chunk := make([]byte, 32<<10)
+				for {
+					n, err := data.Write(chunk)
+					written.Add(int64(n))
+					if err != nil {
+						return
+					}
+				}
+			}()
+			var last int64
+			stable := 0
+			pftWait(t, "the client's writes to stall", func() bool {
+				n := written.Load()
+				if n == last {
+					stable++
+				} else {
+					last, stable = n, 0
+				}
+				return stable >= 20
+			})
+			t.Logf("the client wrote %d MiB before stalling", last>>20)
+			if !strings.Contains(f.logs.String(), `"upstream_protocol":"`+map[bool]string{false: "SPDY/3.1", true: portForwardTunnelProtocol}[tc.tunnel]+`"`) {
+				t.Errorf("wrong upstream protocol; log:\n%s", f.logs)
+			}
+
+			f.killSessions()
+			pftWait(t, "the session to end", func() bool { return f.sessions.Load() == 0 })
+			// The pod's process goes away too, so that the fake kubelet
+			// finishes, and the client.
+			stopPod()
+			up.close()
+			<-writerDone
+			pftCheckNoLeaks(t, baseline)
+		})
+	}
 }
 
 // TestPortForwardRefusedBeforeUpgrade checks the replies to requests

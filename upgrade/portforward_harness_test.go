@@ -413,7 +413,11 @@ var pftRelayMarkers = []string{
 	"kubegate/upgrade.(*portForward",
 	"kubegate/upgrade.portForward",
 	"github.com/moby/spdystream",
-	"golang.org/x/net/websocket",
+	"github.com/gorilla/websocket",
+	"golang.org/x/net/websocket", // wsstream's, for the legacy protocol
+	"k8s.io/apiserver/pkg/util/proxy",
+	"k8s.io/client-go/tools/portforward",
+	"k8s.io/client-go/transport/",
 	"k8s.io/cri-streaming/",
 	"k8s.io/streaming/",
 }

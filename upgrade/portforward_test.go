@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -449,19 +450,71 @@ func testPortForwardImpersonation(t *testing.T, h *pftHarness) {
 	}
 }
 
-// pftRecordDials makes the upstream's connections closable by the test.
-func (h *pftHarness) recordDials(conns *[]net.Conn, mu *sync.Mutex) func(*PortForwardConfig) {
-	return func(cfg *PortForwardConfig) {
-		cfg.Upstream.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			if err == nil {
-				mu.Lock()
-				*conns = append(*conns, c)
-				mu.Unlock()
+// pftTCPRelay is a loopback TCP relay in front of an address, whose
+// connections a test can cut, as a network failure between kubegate and
+// the apiserver would.
+type pftTCPRelay struct {
+	addr     string
+	mu       sync.Mutex
+	conns    []net.Conn
+	accepted int
+	wg       sync.WaitGroup
+}
+
+func newPFTTCPRelay(t *testing.T, target string) *pftTCPRelay {
+	t.Helper()
+	ln := pftListen(t)
+	r := &pftTCPRelay{addr: ln.Addr().String()}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
 			}
-			return c, err
+			backend, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = client.Close()
+				continue
+			}
+			r.mu.Lock()
+			r.conns = append(r.conns, client, backend)
+			r.accepted++
+			r.mu.Unlock()
+			r.wg.Add(2)
+			pipe := func(dst, src net.Conn) {
+				defer r.wg.Done()
+				_, _ = io.Copy(dst, src)
+				_ = dst.Close()
+				_ = src.Close()
+			}
+			go pipe(backend, client)
+			go pipe(client, backend)
 		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		r.cut()
+		r.wg.Wait()
+	})
+	return r
+}
+
+// cut closes every connection relayed so far.
+func (r *pftTCPRelay) cut() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		_ = c.Close()
 	}
+	r.conns = nil
+}
+
+func (r *pftTCPRelay) connections() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.accepted
 }
 
 // pftOpenConnection opens a forwarded connection that stays open, and
@@ -481,18 +534,27 @@ func (h *pftHarness) openConnection(t *testing.T, k *pftKubectl) net.Conn {
 }
 
 // testPortForwardUpstreamLost cuts the apiserver connection under an open
-// forwarded connection: the session ends, and kubectl says so.
+// forwarded connection: the session ends, and kubectl says so. The cut is
+// made in a TCP relay between kubegate and the apiserver.
 func testPortForwardUpstreamLost(t *testing.T, h *pftHarness) {
-	var mu sync.Mutex
-	var conns []net.Conn
-	h.setConfigure(h.recordDials(&conns, &mu))
+	apiserver, err := url.Parse(h.env.APIServerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := newPFTTCPRelay(t, apiserver.Host)
+	h.setConfigure(func(cfg *PortForwardConfig) {
+		cfg.URL.Host = relay.addr
+		cfg.Upstream.Host = "https://" + relay.addr
+	})
 	k := h.startKubectl(t, true, h.hashPort)
 	c := h.openConnection(t, k)
-	mu.Lock()
-	for _, c := range conns {
-		_ = c.Close()
+	if n := relay.connections(); n != 1 {
+		t.Fatalf("%d connections through the relay, want 1", n)
 	}
-	mu.Unlock()
+	if len(h.logLines(`"upstream_protocol":"`+string(portForwardClientTunnel)+`"`)) != 1 {
+		t.Errorf("kubegate did not open a WebSocket tunnel upstream; log:\n%s", h.logs)
+	}
+	relay.cut()
 	pftWait(t, "kubectl to exit", func() bool {
 		select {
 		case <-k.done:

@@ -2,89 +2,75 @@ package upgrade
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 
-	"golang.org/x/net/websocket"
+	"k8s.io/apiserver/pkg/util/proxy"
 	"k8s.io/cri-streaming/pkg/streaming/portforward"
-	"k8s.io/streaming/pkg/httpstream"
-	"k8s.io/streaming/pkg/httpstream/spdy"
 )
 
 // serveTunnel serves SPDY tunneled through WebSocket, the protocol of
 // kubectl port-forward since 1.31: the WebSocket's binary messages carry a
-// SPDY/3.1 byte stream, message boundaries meaning nothing. This is what
-// the apiserver's TunnelingHandler does; that handler is not used because
-// its module's dependencies (gorilla/websocket) are not in kubegate's
-// go.sum, so golang.org/x/net/websocket speaks WebSocket here instead.
+// SPDY/3.1 byte stream, message boundaries meaning nothing. The
+// apiserver's TunnelingHandler turns the WebSocket request into a SPDY
+// upgrade and serves it, as the apiserver and kubelet do, with an
+// upgrade handler: here cri-streaming's SPDY port-forward server with the
+// session as its forwarder.
 //
-// The request has been checked to offer SPDY/3.1+portforward.k8s.io, so
-// the handshake below cannot refuse it.
+// The request has been checked to offer SPDY/3.1+portforward.k8s.io.
 func (s *portForwardSession) serveTunnel(w http.ResponseWriter, req *http.Request) {
-	srv := websocket.Server{
-		Handshake: func(c *websocket.Config, _ *http.Request) error {
-			c.Protocol = []string{portForwardTunnelProtocol}
-			return nil
-		},
-		Handler: func(ws *websocket.Conn) {
-			defer ws.Close()
-			ws.PayloadType = websocket.BinaryFrame
-			tw := &portForwardTunnelWriter{conn: ws, header: http.Header{}}
-			portforward.ServePortForward(tw, portForwardTunnelSPDYRequest(req), s, s.pod, "", nil,
-				portForwardIdleTimeout, portForwardStreamCreationTimeout, portforward.SupportedProtocols)
-		},
-	}
-	srv.ServeHTTP(w, req)
+	spdyServer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		portforward.ServePortForward(&portForwardTunnelUpgrade{ResponseWriter: w}, r, s, s.pod, "", nil,
+			portForwardIdleTimeout, portForwardStreamCreationTimeout, portforward.SupportedProtocols)
+	})
+	proxy.NewTunnelingHandler(spdyServer).ServeHTTP(w, req)
 }
 
-var _ net.Conn = (*websocket.Conn)(nil)
-
-// portForwardTunnelSPDYRequest is the tunneled request as the SPDY upgrade
-// cri-streaming expects, as apiserver's createSPDYRequest builds it.
-func portForwardTunnelSPDYRequest(req *http.Request) *http.Request {
-	r := req.Clone(req.Context())
-	r.Method = http.MethodPost
-	r.Body = http.NoBody
-	for _, h := range []string{"Sec-Websocket-Protocol", "Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Extensions"} {
-		r.Header.Del(h)
-	}
-	r.Header.Set(httpstream.HeaderConnection, httpstream.HeaderUpgrade)
-	r.Header.Set(httpstream.HeaderUpgrade, spdy.HeaderSpdy31)
-	r.Header.Del(httpstream.HeaderProtocolVersion)
-	r.Header.Add(httpstream.HeaderProtocolVersion, portforward.ProtocolV1Name)
-	return r
+// portForwardTunnelUpgrade is the http.ResponseWriter cri-streaming's SPDY
+// server writes to inside the TunnelingHandler. The handlers the
+// TunnelingHandler wraps in the apiserver and kubelet are proxies: they
+// hijack the connection, then write the backend's 101 response into it,
+// which the TunnelingHandler reads to complete the client's WebSocket
+// handshake. A SPDY server instead calls WriteHeader(101) and then
+// hijacks, so this writer holds the 101 back and writes it, as a proxy
+// would, into the connection it hijacks.
+type portForwardTunnelUpgrade struct {
+	http.ResponseWriter
+	upgrade bool
 }
 
-// errPortForwardTunnelHTTP: an HTTP reply cannot be sent once the
-// connection is a WebSocket.
-var errPortForwardTunnelHTTP = errors.New("port-forward tunnel: no HTTP reply possible inside the WebSocket")
+var _ http.Hijacker = (*portForwardTunnelUpgrade)(nil)
 
-// portForwardTunnelWriter is the http.ResponseWriter cri-streaming's SPDY
-// upgrade writes to inside the tunnel: the 101 it sends is dropped (the
-// WebSocket handshake already answered the client) and its hijack gets the
-// WebSocket connection.
-type portForwardTunnelWriter struct {
-	conn   net.Conn
-	header http.Header
-	status int
+func (w *portForwardTunnelUpgrade) WriteHeader(code int) {
+	if code == http.StatusSwitchingProtocols {
+		w.upgrade = true
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
 }
 
-var _ http.Hijacker = (*portForwardTunnelWriter)(nil)
-
-func (w *portForwardTunnelWriter) Header() http.Header { return w.header }
-
-func (w *portForwardTunnelWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
+func (w *portForwardTunnelUpgrade) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if !w.upgrade {
+		return nil, nil, errors.New("port-forward tunnel: hijack before the SPDY upgrade")
 	}
-}
-
-func (w *portForwardTunnelWriter) Write([]byte) (int, error) { return 0, errPortForwardTunnelHTTP }
-
-func (w *portForwardTunnelWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	if w.status != http.StatusSwitchingProtocols {
-		return nil, nil, errPortForwardTunnelHTTP
+	hj, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("port-forward tunnel: the tunneling writer cannot be hijacked")
 	}
-	return w.conn, bufio.NewReadWriter(bufio.NewReader(w.conn), bufio.NewWriter(w.conn)), nil
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	var resp bytes.Buffer
+	resp.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	_ = w.Header().Write(&resp)
+	resp.WriteString("\r\n")
+	if _, err := conn.Write(resp.Bytes()); err != nil {
+		_ = conn.Close()
+		return nil, nil, fmt.Errorf("port-forward tunnel: upgrading the client's WebSocket: %w", err)
+	}
+	return conn, bufio.NewReadWriter(bufio.NewReader(conn), bufio.NewWriter(conn)), nil
 }

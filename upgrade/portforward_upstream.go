@@ -3,300 +3,263 @@ package upgrade
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/net/websocket"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/rest"
+	clientportforward "k8s.io/client-go/tools/portforward"
+	clientspdy "k8s.io/client-go/transport/spdy"
 	"k8s.io/cri-streaming/pkg/streaming/portforward"
 	"k8s.io/streaming/pkg/httpstream"
 	"k8s.io/streaming/pkg/httpstream/spdy"
 )
 
 // portForwardUpstreamPingPeriod is how often kubegate pings the apiserver
-// over an idle upstream connection, as client-go does, so that idle
-// connections survive load balancers.
+// over an idle SPDY connection, as client-go's SPDY round tripper does, so
+// that idle connections survive load balancers. (client-go's tunnel pings
+// every clientportforward.PingPeriod.)
 const portForwardUpstreamPingPeriod = 5 * time.Second
 
 // portForwardHandshakeTimeout bounds dialing and upgrading upstream.
 const portForwardHandshakeTimeout = 30 * time.Second
 
-// portForwardMaxStatusBody bounds what is read of a refused upgrade's body.
-const portForwardMaxStatusBody = 64 << 10
-
 // portForwardUpstream is a session's connection to the apiserver.
 type portForwardUpstream struct {
-	conn httpstream.Connection
-	// raw is the network connection underneath. Closing it first unblocks
-	// writers stuck on a peer that does not read, which conn.Close would
-	// wait for.
-	raw      net.Conn
+	conn     httpstream.Connection
 	protocol string
+	// net holds the network connections under conn.
+	net       *portForwardNetConns
+	closeOnce sync.Once
 }
 
+// close closes the connection without waiting for the apiserver: first
+// the network connections underneath, which fails writers blocked on an
+// apiserver that stopped reading (conn.Close alone writes frames, and so
+// would wait behind them), then conn, which ends its goroutines. Only a
+// SPDY connection through a proxy has no network connection on record
+// (see portForwardDialer.spdy); conn.Close alone closes it.
 func (u *portForwardUpstream) close() {
-	_ = u.raw.Close()
-	_ = u.conn.Close()
+	u.closeOnce.Do(func() {
+		u.net.close()
+		_ = u.conn.Close()
+	})
 }
 
 // portForwardDial connects to the apiserver's port-forward endpoint u as
-// cfg's user. It prefers SPDY tunneled through WebSocket and falls back to
-// SPDY/3.1 when the apiserver refuses the WebSocket upgrade, as kubectl
-// does. As the tunnel is a GET and SPDY a POST, a caller allowed only
-// "create" on pods/portforward ends up on SPDY. When a proxy is configured
-// for u (rest.Config.Proxy, or the environment), only SPDY is tried.
+// cfg's user, with client-go's dialers, as kubectl does: SPDY tunneled
+// through WebSocket first, SPDY/3.1 when the apiserver (or a proxy on the
+// way) refuses the WebSocket upgrade. As the tunnel is a GET and SPDY a
+// POST, a caller allowed only "create" on pods/portforward ends up on
+// SPDY. When cfg.Dial is set only SPDY is tried, as client-go's tunnel
+// cannot use it. Ending ctx aborts the dial.
 func portForwardDial(ctx context.Context, cfg *rest.Config, u *url.URL, log *slog.Logger) (*portForwardUpstream, error) {
-	d, err := newPortForwardDialer(cfg, u)
+	ctx, cancel := context.WithTimeout(ctx, portForwardHandshakeTimeout)
+	defer cancel()
+	d, err := newPortForwardDialer(ctx, cfg, u)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, portForwardHandshakeTimeout)
-	defer cancel()
-	proxy, err := d.proxy(&http.Request{URL: u})
+	spdyDialer, err := d.spdy()
 	if err != nil {
-		return nil, fmt.Errorf("choosing a proxy for %s: %w", u.Host, err)
+		return nil, err
 	}
-	if proxy == nil {
-		up, err := d.dialTunnel(ctx)
-		if err == nil || !httpstream.IsUpgradeFailure(err) {
-			return up, err
+	if cfg.Dial != nil {
+		return d.connect(spdyDialer, portForwardClientSPDY)
+	}
+	tunnel, err := d.tunnel()
+	if err != nil {
+		return nil, err
+	}
+	// The fallback dialer decides on the tunnel's error alone; protocol
+	// records which dialer it used.
+	protocol := portForwardClientTunnel
+	dialer := clientportforward.NewFallbackDialerForStreaming(tunnel, spdyDialer, func(err error) bool {
+		if !httpstream.IsUpgradeFailure(err) && !httpstream.IsHTTPSProxyError(err) {
+			return false
 		}
 		log.Info("apiserver refused the WebSocket tunnel; falling back to SPDY", "err", err)
+		protocol = portForwardClientSPDY
+		return true
+	})
+	up, err := d.connect(dialer, portForwardClientTunnel)
+	if err != nil {
+		return nil, err
 	}
-	return d.dialSPDY(ctx)
+	up.protocol = string(protocol)
+	return up, nil
 }
 
-// portForwardDialer dials the apiserver with a rest.Config's settings.
+// portForwardDialer builds client-go's port-forward dialers for one dial
+// to the apiserver. client-go's dialers take no context and keep their
+// network connections to themselves, so the rest.Config they get has a
+// round tripper (portForwardContextTransport) that gives their requests
+// the dial's context, with an httptrace hook that records the connection
+// the WebSocket dialer opens, and the SPDY dialer dials through
+// portForwardDialer.dialContext, which records its own.
 type portForwardDialer struct {
-	cfg   *rest.Config
-	url   *url.URL
-	tls   *tls.Config // nil for http
-	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ctx bounds the dial; ending it closes the connections on record.
+	ctx context.Context
+	// cfg is the caller's rest.Config with portForwardContextTransport.
+	cfg *rest.Config
+	url *url.URL
+	// tls is the SPDY dialer's TLS config, never nil.
+	tls   *tls.Config
 	proxy func(*http.Request) (*url.URL, error)
+	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
+	net   *portForwardNetConns
 }
 
-func newPortForwardDialer(cfg *rest.Config, u *url.URL) (*portForwardDialer, error) {
-	d := &portForwardDialer{cfg: cfg, url: u, dial: cfg.Dial, proxy: cfg.Proxy}
-	if u.Scheme == "https" {
-		tc, err := rest.TLSConfigFor(cfg)
-		if err != nil {
-			return nil, fmt.Errorf("building the apiserver TLS config: %w", err)
-		}
-		if tc == nil {
-			tc = &tls.Config{}
-		} else {
-			tc = tc.Clone()
-		}
-		// Upgrades are HTTP/1.1 only.
-		tc.NextProtos = []string{"http/1.1"}
-		if tc.ServerName == "" {
-			tc.ServerName = u.Hostname()
-		}
-		d.tls = tc
+func newPortForwardDialer(ctx context.Context, cfg *rest.Config, u *url.URL) (*portForwardDialer, error) {
+	d := &portForwardDialer{ctx: ctx, url: u, proxy: cfg.Proxy, dial: cfg.Dial, net: &portForwardNetConns{}}
+	if d.proxy == nil {
+		// As client-go's WebSocket round tripper does.
+		d.proxy = utilnet.NewProxierWithNoProxyCIDR(http.ProxyFromEnvironment)
 	}
 	if d.dial == nil {
 		d.dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
 	}
-	if d.proxy == nil {
-		d.proxy = http.ProxyFromEnvironment
+	tc, err := rest.TLSConfigFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("building the apiserver TLS config: %w", err)
 	}
+	// Without one, the SPDY round tripper would not verify the apiserver.
+	if tc == nil {
+		tc = &tls.Config{}
+	} else {
+		tc = tc.Clone()
+	}
+	// Upgrades are HTTP/1.1 only.
+	tc.NextProtos = []string{"http/1.1"}
+	d.tls = tc
+	reqCtx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) { d.net.add(info.Conn) },
+	})
+	d.cfg = rest.CopyConfig(cfg)
+	d.cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return &portForwardContextTransport{next: rt, ctx: reqCtx}
+	})
 	return d, nil
 }
 
-// authHeaders returns the headers client-go would add to a request to u
-// for cfg: credentials, impersonation, user agent. They are collected by
-// running a request through cfg's round-tripper wrappers.
-func (d *portForwardDialer) authHeaders(ctx context.Context, method string) (http.Header, error) {
-	var got http.Header
-	rt, err := rest.HTTPWrappersForConfig(d.cfg, portForwardRoundTripFunc(func(r *http.Request) (*http.Response, error) {
-		got = r.Header.Clone()
-		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
-	}))
+// tunnel is client-go's dialer of SPDY tunneled through WebSocket. A
+// refused upgrade is an *httpstream.UpgradeFailureError. It honours
+// cfg's TLS settings, Proxy and credentials, not its Dial.
+func (d *portForwardDialer) tunnel() (httpstream.Dialer, error) {
+	dialer, err := clientportforward.NewSPDYOverWebsocketDialerForStreaming(d.url, d.cfg)
+	if err != nil {
+		return nil, fmt.Errorf("building the WebSocket tunnel dialer: %w", err)
+	}
+	return dialer, nil
+}
+
+// spdy is client-go's SPDY/3.1 dialer. It dials through dialContext,
+// which honours cfg.Dial and records the connection, unless a proxy
+// applies to the URL: then the round tripper dials through the proxy
+// itself, and the connection is not on record.
+func (d *portForwardDialer) spdy() (httpstream.Dialer, error) {
+	rtc := spdy.RoundTripperConfig{PingPeriod: portForwardUpstreamPingPeriod}
+	proxyURL, err := d.proxy(&http.Request{URL: d.url})
+	if err != nil {
+		return nil, fmt.Errorf("choosing a proxy for %s: %w", d.url.Host, err)
+	}
+	if proxyURL != nil {
+		rtc.TLS, rtc.Proxier = d.tls, d.proxy
+	} else {
+		rtc.UpgradeTransport = &http.Transport{DialContext: d.dialContext, TLSClientConfig: d.tls}
+	}
+	rt, err := spdy.NewRoundTripperWithConfig(rtc)
+	if err != nil {
+		return nil, fmt.Errorf("building the SPDY round tripper: %w", err)
+	}
+	wrapped, err := rest.HTTPWrappersForConfig(d.cfg, rt)
 	if err != nil {
 		return nil, fmt.Errorf("building the apiserver credentials: %w", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, d.url.String(), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := rt.RoundTrip(req)
-	if err != nil {
-		return nil, fmt.Errorf("getting the apiserver credentials: %w", err)
-	}
-	_ = resp.Body.Close()
-	return got, nil
+	return clientspdy.NewDialerForStreaming(clientspdy.NewUpgraderForStreaming(rt),
+		&http.Client{Transport: wrapped}, http.MethodPost, d.url), nil
 }
 
-type portForwardRoundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f portForwardRoundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// dialRaw opens a (TLS) connection to the apiserver.
-func (d *portForwardDialer) dialRaw(ctx context.Context) (raw, conn net.Conn, err error) {
-	addr := d.url.Host
-	if d.url.Port() == "" {
-		port := "443"
-		if d.url.Scheme == "http" {
-			port = "80"
-		}
-		addr = net.JoinHostPort(d.url.Hostname(), port)
-	}
-	raw, err = d.dial(ctx, "tcp", addr)
+// dialContext dials with cfg.Dial (or a net.Dialer) and records the
+// connection.
+func (d *portForwardDialer) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := d.dial(ctx, network, addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dialing apiserver %s: %w", addr, err)
+		return nil, err
 	}
-	if d.tls == nil {
-		return raw, raw, nil
-	}
-	tc := tls.Client(raw, d.tls)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		_ = raw.Close()
-		return nil, nil, fmt.Errorf("TLS handshake with apiserver %s: %w", addr, err)
-	}
-	return raw, tc, nil
+	d.net.add(c)
+	return c, nil
 }
 
-// dialTunnel upgrades to SPDY tunneled through WebSocket. A refused
-// upgrade is an *httpstream.UpgradeFailureError.
-func (d *portForwardDialer) dialTunnel(ctx context.Context) (*portForwardUpstream, error) {
-	hdr, err := d.authHeaders(ctx, http.MethodGet)
-	if err != nil {
-		return nil, err
-	}
-	raw, conn, err := d.dialRaw(ctx)
-	if err != nil {
-		return nil, err
-	}
-	wsURL := *d.url
-	wsURL.Scheme = map[string]string{"https": "wss", "http": "ws"}[d.url.Scheme]
-	origin := (&url.URL{Scheme: d.url.Scheme, Host: d.url.Host}).String()
-	wcfg, err := websocket.NewConfig(wsURL.String(), origin)
-	if err != nil {
-		_ = raw.Close()
-		return nil, err
-	}
-	wcfg.Protocol = []string{portForwardTunnelProtocol}
-	wcfg.Header = hdr
-	// The handshake cannot take a context: closing the connection stops it.
-	stop := context.AfterFunc(ctx, func() { _ = raw.Close() })
-	ws, err := websocket.NewClient(wcfg, conn)
+// connect dials with dialer, one of d's, and returns the connection. d's
+// context ending during the dial closes the connections on record, which
+// aborts it.
+func (d *portForwardDialer) connect(dialer httpstream.Dialer, protocol portForwardClientProtocol) (*portForwardUpstream, error) {
+	stop := context.AfterFunc(d.ctx, d.net.close)
+	conn, _, err := dialer.Dial(portforward.ProtocolV1Name)
 	if !stop() {
-		_ = raw.Close()
-		return nil, fmt.Errorf("upgrading to the WebSocket tunnel: %w", context.Cause(ctx))
-	}
-	if err != nil {
-		_ = raw.Close()
-		var pe *websocket.ProtocolError
-		if errors.As(err, &pe) {
-			return nil, &httpstream.UpgradeFailureError{Cause: fmt.Errorf("upgrading to the WebSocket tunnel: %w", err)}
+		if conn != nil {
+			_ = conn.Close()
 		}
-		return nil, fmt.Errorf("upgrading to the WebSocket tunnel: %w", err)
+		return nil, fmt.Errorf("dialing apiserver %s: %w", d.url.Host, context.Cause(d.ctx))
 	}
-	if p := ws.Config().Protocol; len(p) != 1 || p[0] != portForwardTunnelProtocol {
-		_ = raw.Close()
-		return nil, &httpstream.UpgradeFailureError{Cause: fmt.Errorf("apiserver chose WebSocket subprotocol %q, not %s", p, portForwardTunnelProtocol)}
-	}
-	ws.PayloadType = websocket.BinaryFrame
-	sc, err := spdy.NewClientConnectionWithPings(ws, portForwardUpstreamPingPeriod)
 	if err != nil {
-		_ = raw.Close()
-		return nil, fmt.Errorf("starting SPDY in the WebSocket tunnel: %w", err)
+		// Failed upgrades leave their connection open.
+		d.net.close()
+		return nil, fmt.Errorf("dialing apiserver %s: %w", d.url.Host, err)
 	}
-	return &portForwardUpstream{conn: sc, raw: raw, protocol: string(portForwardClientTunnel)}, nil
+	return &portForwardUpstream{conn: conn, protocol: string(protocol), net: d.net}, nil
 }
 
-// dialSPDY upgrades to SPDY/3.1 through a one-off http.Transport, which
-// brings proxy support; the connection it dials is kept to close it.
-func (d *portForwardDialer) dialSPDY(ctx context.Context) (*portForwardUpstream, error) {
-	var (
-		mu  sync.Mutex
-		raw net.Conn
-	)
-	tr := &http.Transport{
-		Proxy: d.proxy,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := d.dial(ctx, network, addr)
-			if err == nil {
-				mu.Lock()
-				raw = c
-				mu.Unlock()
-			}
-			return c, err
-		},
-		TLSClientConfig:     d.tls,
-		TLSHandshakeTimeout: portForwardHandshakeTimeout,
-		DisableKeepAlives:   true,
-	}
-	defer tr.CloseIdleConnections()
-	rt, err := rest.HTTPWrappersForConfig(d.cfg, tr)
-	if err != nil {
-		return nil, fmt.Errorf("building the apiserver credentials: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.url.String(), nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set(httpstream.HeaderConnection, httpstream.HeaderUpgrade)
-	req.Header.Set(httpstream.HeaderUpgrade, spdy.HeaderSpdy31)
-	req.Header.Set(httpstream.HeaderProtocolVersion, portforward.ProtocolV1Name)
-	resp, err := rt.RoundTrip(req)
-	if err != nil {
-		return nil, fmt.Errorf("upgrading to SPDY: %w", err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, portForwardMaxStatusBody))
-		return nil, fmt.Errorf("apiserver refused the SPDY upgrade (%s): %s", resp.Status, portForwardStatusMessage(body))
-	}
-	rwc, ok := resp.Body.(io.ReadWriteCloser)
-	mu.Lock()
-	c := raw
-	mu.Unlock()
-	if !ok || c == nil || !strings.EqualFold(resp.Header.Get(httpstream.HeaderUpgrade), spdy.HeaderSpdy31) {
-		_ = resp.Body.Close()
-		return nil, fmt.Errorf("apiserver answered the SPDY upgrade with %q", resp.Header.Get(httpstream.HeaderUpgrade))
-	}
-	sc, err := spdy.NewClientConnectionWithPings(&portForwardUpgradedConn{ReadWriteCloser: rwc, raw: c}, portForwardUpstreamPingPeriod)
-	if err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("starting SPDY: %w", err)
-	}
-	return &portForwardUpstream{conn: sc, raw: c, protocol: string(portForwardClientSPDY)}, nil
+// portForwardContextTransport gives the requests of client-go's dialers
+// the dial's context: client-go's WebSocket dialer passes it on to its
+// handshake (a deadline bounds all of it), the SPDY round tripper to its
+// dial.
+type portForwardContextTransport struct {
+	next http.RoundTripper
+	ctx  context.Context
 }
 
-// portForwardStatusMessage is the message of a Kubernetes Status body, or
-// the body itself.
-func portForwardStatusMessage(body []byte) string {
-	var st struct {
-		Message string `json:"message"`
-	}
-	if json.Unmarshal(body, &st) == nil && st.Message != "" {
-		return st.Message
-	}
-	return strings.TrimSpace(string(body))
+func (t *portForwardContextTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.next.RoundTrip(req.WithContext(t.ctx))
 }
 
-// portForwardUpgradedConn is an upgraded response body as a net.Conn.
-type portForwardUpgradedConn struct {
-	io.ReadWriteCloser
-	raw net.Conn
+// WrappedRoundTripper lets client-go find the round tripper underneath.
+func (t *portForwardContextTransport) WrappedRoundTripper() http.RoundTripper { return t.next }
+
+var _ utilnet.RoundTripperWrapper = (*portForwardContextTransport)(nil)
+
+// portForwardNetConns records the network connections of one upstream
+// connection and its failed attempts; once closed, it closes whatever is
+// added.
+type portForwardNetConns struct {
+	mu     sync.Mutex
+	conns  []net.Conn
+	closed bool
 }
 
-var _ net.Conn = (*portForwardUpgradedConn)(nil)
+func (c *portForwardNetConns) add(conn net.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		_ = conn.Close()
+		return
+	}
+	c.conns = append(c.conns, conn)
+}
 
-func (c *portForwardUpgradedConn) LocalAddr() net.Addr               { return c.raw.LocalAddr() }
-func (c *portForwardUpgradedConn) RemoteAddr() net.Addr              { return c.raw.RemoteAddr() }
-func (c *portForwardUpgradedConn) SetDeadline(t time.Time) error     { return c.raw.SetDeadline(t) }
-func (c *portForwardUpgradedConn) SetReadDeadline(t time.Time) error { return c.raw.SetReadDeadline(t) }
-func (c *portForwardUpgradedConn) SetWriteDeadline(t time.Time) error {
-	return c.raw.SetWriteDeadline(t)
+func (c *portForwardNetConns) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for _, conn := range c.conns {
+		_ = conn.Close()
+	}
+	c.conns = nil
 }
