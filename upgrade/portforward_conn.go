@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"k8s.io/cri-streaming/pkg/streaming/portforward"
@@ -224,19 +226,30 @@ func (c *portForwardConn) failure(up httpstream.Connection, failure error) error
 		}
 		return failure
 	}
+	lost := portForwardConnBroken(failure)
 	select {
 	case <-up.CloseChan():
 		// The upstream's streams end like normal ones when it goes, and
 		// copies and new streams fail on its closed connection.
+		lost = true
+	default:
+	}
+	if lost {
 		switch {
 		case failure == nil:
 			failure = ErrPortForwardUpstreamLost
 		case !errors.Is(failure, ErrPortForwardUpstreamLost):
 			failure = fmt.Errorf("%w: %w", ErrPortForwardUpstreamLost, failure)
 		}
-	default:
 	}
 	return failure
+}
+
+// portForwardConnBroken reports whether err is a write or read on an
+// upstream connection that is gone, which can surface before spdystream
+// has noticed and closed its CloseChan.
+func portForwardConnBroken(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
 }
 
 // resetClient ends the client's stream in both directions, unblocking a

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,18 +62,45 @@ type RemoteCommandResult struct {
 	RecordingErr error
 }
 
-// ErrRecordingFailed ends a session whose recording could not be written.
-var ErrRecordingFailed = errors.New("session recording failed")
+// Errors a session can end with.
+var (
+	// ErrRecordingFailed ends a session whose recording could not be written.
+	ErrRecordingFailed = errors.New("session recording failed")
+	// ErrNoSession is a request whose streams were never established
+	// (refused handshake, stream-creation timeout).
+	ErrNoSession = errors.New("exec or attach streams were not established")
+	// ErrClientProtocol is a client that broke the stream protocol badly
+	// enough to make the stream server fail.
+	ErrClientProtocol = errors.New("client broke the stream protocol")
+)
 
 // ServeRemoteCommand terminates a client's exec or attach request, over
 // SPDY/3.1 or any WebSocket channel protocol, and re-originates it toward
 // the apiserver over WebSocket (falling back to SPDY). Both sides are
 // decoded: the Tap sees stdin, stdout, stderr and resizes as they cross.
-func ServeRemoteCommand(w http.ResponseWriter, req *http.Request, cfg RemoteCommandConfig) RemoteCommandResult {
+func ServeRemoteCommand(w http.ResponseWriter, req *http.Request, cfg RemoteCommandConfig) (res RemoteCommandResult) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
 	r := &relay{cfg: cfg, result: RemoteCommandResult{ExitCode: -1}}
+	defer func() {
+		// cri-streaming can panic on a client that omits the error stream
+		// (it counts streams, not their types); the session is over then,
+		// but its outcome must still reach the audit event.
+		p := recover()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		switch {
+		case p != nil:
+			cfg.Log.Warn("stream server failed on the client's streams", "panic", p)
+			if r.result.Err == nil {
+				r.result.Err = fmt.Errorf("%w: %v", ErrClientProtocol, p)
+			}
+		case !r.ran && r.result.Err == nil:
+			r.result.Err = ErrNoSession
+		}
+		res = r.result
+	}()
 	opts := &serverremotecommand.Options{Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr && !cfg.TTY, TTY: cfg.TTY}
 	if wsstream.IsWebSocketRequest(req) {
 		serveWebSocket(w, req, opts, r)
@@ -83,10 +111,11 @@ func ServeRemoteCommand(w http.ResponseWriter, req *http.Request, cfg RemoteComm
 		} else {
 			serverremotecommand.ServeExec(w, req, r, "", "", "", cfg.Command, opts, streamIdleTimeout, streamCreationTimeout, serverremotecommand.SupportedStreamingProtocols)
 		}
+		if v := w.Header().Get(httpstream.HeaderProtocolVersion); v != "" {
+			r.setProtocol("SPDY/3.1 " + v)
+		}
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.result
+	return r.result // replaced by the deferred function
 }
 
 // relay is the client-side server's Executor and Attacher: it runs the
@@ -95,6 +124,7 @@ type relay struct {
 	cfg RemoteCommandConfig
 
 	mu     sync.Mutex
+	ran    bool // the streams were established and the session started
 	result RemoteCommandResult
 }
 
@@ -123,6 +153,21 @@ func (r *relay) AttachContainer(ctx context.Context, _, _, _ string, in io.Reade
 // server reports on the error channel: an exit error becomes the
 // NonZeroExitCode status, anything else an internal error.
 func (r *relay) run(ctx context.Context, in io.Reader, out, errOut io.Writer, tty bool, resize <-chan serverremotecommand.TerminalSize) error {
+	r.mu.Lock()
+	r.ran = true
+	r.mu.Unlock()
+	// The upstream URL asks for the streams the client asked for; a client
+	// that did not open one of them gets an empty or discarding stand-in, so
+	// the upstream does not wait for a stream that never comes.
+	if in == nil && r.cfg.Stdin {
+		in = strings.NewReader("")
+	}
+	if out == nil && r.cfg.Stdout {
+		out = io.Discard
+	}
+	if errOut == nil && r.cfg.Stderr && !tty {
+		errOut = io.Discard
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	exec, err := newUpstreamExecutor(r.cfg.Upstream, r.cfg.URL)

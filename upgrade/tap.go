@@ -1,7 +1,8 @@
 package upgrade
 
-// Tap receives a decoded exec or attach session's traffic, in the order it
-// crosses the gateway. An error from any method means the recording failed;
+// Tap receives a decoded exec or attach session's traffic as it crosses
+// the gateway. Methods may be called concurrently (stdout and stderr are
+// copied by separate goroutines); each stream's calls come in order. An error from any method means the recording failed;
 // the relay then ends the session unless it is configured to go on without
 // a recording (and that choice is audited).
 type Tap interface {

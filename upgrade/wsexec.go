@@ -43,7 +43,10 @@ func serveWebSocket(w http.ResponseWriter, req *http.Request, opts *serverremote
 	channels[chanStdout] = channelIf(opts.Stdout, wsstream.WriteChannel)
 	channels[chanStderr] = channelIf(opts.Stderr, wsstream.WriteChannel)
 	channels[chanError] = wsstream.WriteChannel
-	channels[chanResize] = wsstream.ReadChannel
+	// Without a tty nothing reads resizes: the channel must then discard
+	// them, as wsstream feeds every channel from one reader, which would
+	// block on an unread pipe, and stdin and the close signal with it.
+	channels[chanResize] = channelIf(opts.TTY, wsstream.ReadChannel)
 	binary := wsstream.ChannelProtocolConfig{Binary: true, Channels: channels}
 	text := wsstream.ChannelProtocolConfig{Binary: false, Channels: channels}
 	conn := wsstream.NewConn(map[string]wsstream.ChannelProtocolConfig{
@@ -111,21 +114,27 @@ func channelIf(on bool, t wsstream.ChannelType) wsstream.ChannelType {
 	return wsstream.IgnoreChannel
 }
 
-// readResizes decodes the resize channel's JSON TerminalSize stream.
+// readResizes decodes the resize channel's JSON TerminalSize stream. A
+// resize that is not JSON ends resizing, but not the reading: the rest of
+// the channel is discarded, as wsstream feeds every channel from one
+// reader, which would block on an unread pipe, and stdin and the close
+// signal with it.
 func readResizes(ctx context.Context, r io.Reader, ch chan<- serverremotecommand.TerminalSize) {
-	defer close(ch)
 	dec := json.NewDecoder(r)
 	for {
 		var size serverremotecommand.TerminalSize
 		if err := dec.Decode(&size); err != nil {
-			return // EOF, or a resize that is not JSON: resizing ends
+			break // EOF, or a resize that is not JSON: resizing ends
 		}
 		select {
 		case ch <- size:
 		case <-ctx.Done():
+			close(ch)
 			return
 		}
 	}
+	close(ch)
+	_, _ = io.Copy(io.Discard, r)
 }
 
 // writeWebSocketStatus reports the session's end on the error channel: a
