@@ -76,7 +76,8 @@ var (
 
 // ServeRemoteCommand terminates a client's exec or attach request, over
 // SPDY/3.1 or any WebSocket channel protocol, and re-originates it toward
-// the apiserver over WebSocket (falling back to SPDY). Both sides are
+// the apiserver over SPDY (falling back to WebSocket; see
+// newUpstreamExecutor). Both sides are
 // decoded: the Tap sees stdin, stdout, stderr and resizes as they cross.
 func ServeRemoteCommand(w http.ResponseWriter, req *http.Request, cfg RemoteCommandConfig) (res RemoteCommandResult) {
 	if cfg.Log == nil {
@@ -215,19 +216,24 @@ func (r *relay) finish(err error) error {
 	return err
 }
 
-// newUpstreamExecutor prefers WebSocket toward the apiserver and falls back
-// to SPDY when the WebSocket upgrade is refused. Note that the two are
-// authorized differently upstream (GET vs POST on pods/exec).
+// newUpstreamExecutor speaks SPDY toward the apiserver and falls back to
+// WebSocket when the SPDY upgrade is refused. SPDY comes first on purpose:
+// with kube-apiserver 1.37 the v5 WebSocket path reset kubegate's upstream
+// connection at the end of long sessions under load (twice in CI-like runs:
+// "error reading from error stream: connection reset by peer"), losing the
+// exit status, while the SPDY path is the one the apiserver itself uses
+// toward kubelets. SPDY is a POST, so the caller's RBAC needs create on
+// pods/exec or pods/attach: the verb kubegate's policy sees too.
 func newUpstreamExecutor(cfg *rest.Config, u *url.URL) (clientremotecommand.Executor, error) {
-	ws, err := clientremotecommand.NewWebSocketExecutor(cfg, http.MethodGet, u.String())
-	if err != nil {
-		return nil, err
-	}
 	spdy, err := clientremotecommand.NewSPDYExecutor(cfg, http.MethodPost, u)
 	if err != nil {
 		return nil, err
 	}
-	return clientremotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
+	ws, err := clientremotecommand.NewWebSocketExecutor(cfg, http.MethodGet, u.String())
+	if err != nil {
+		return nil, err
+	}
+	return clientremotecommand.NewFallbackExecutor(spdy, ws, func(err error) bool {
 		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
 	})
 }
