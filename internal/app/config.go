@@ -106,6 +106,18 @@ type FileSinkConfig struct {
 // LoadConfig reads and validates a configuration file. Unknown fields are
 // errors, so a typo never silently drops a setting.
 func LoadConfig(path string) (*Config, error) {
+	c, err := readConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// readConfig parses a configuration file strictly, without validating it.
+func readConfig(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
@@ -113,9 +125,6 @@ func LoadConfig(path string) (*Config, error) {
 	var c Config
 	if err := yaml.UnmarshalStrict(b, &c); err != nil {
 		return nil, fmt.Errorf("parsing config %s: %w", path, err)
-	}
-	if err := c.validate(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return &c, nil
 }
@@ -161,13 +170,9 @@ func (c *Config) validate() error {
 // LoadPolicyConfig reads only what `kubegate policy check` needs from a
 // configuration file: the policy section, with unknown fields still errors.
 func LoadPolicyConfig(path string) (*policy.Config, error) {
-	b, err := os.ReadFile(path)
+	c, err := readConfig(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
-	}
-	var c Config
-	if err := yaml.UnmarshalStrict(b, &c); err != nil {
-		return nil, fmt.Errorf("parsing config %s: %w", path, err)
+		return nil, err
 	}
 	return &c.Policy, nil
 }
