@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -424,31 +423,7 @@ var pftRelayMarkers = []string{
 
 // pftRelayGoroutines returns the stacks of running goroutines in relay
 // code, keyed by goroutine id, except the caller's.
-func pftRelayGoroutines() map[string]string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	out := map[string]string{}
-	for i, g := range strings.Split(string(buf), "\n\n") {
-		if i == 0 {
-			continue // the caller
-		}
-		for _, m := range pftRelayMarkers {
-			if strings.Contains(g, m) {
-				id, _, _ := strings.Cut(strings.TrimPrefix(g, "goroutine "), " ")
-				out[id] = g
-				break
-			}
-		}
-	}
-	return out
-}
+func pftRelayGoroutines() map[string]string { return goroutinesIn(pftRelayMarkers) }
 
 // pftCheckNoLeaks waits until no relay goroutine runs besides those in
 // baseline (present before the test began).

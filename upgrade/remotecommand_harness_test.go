@@ -16,7 +16,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -418,31 +417,7 @@ var rcRelayMarkers = []string{
 
 // rcGoroutines returns the stacks of running relay goroutines by id,
 // except the caller's.
-func rcGoroutines() map[string]string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	out := map[string]string{}
-	for i, g := range strings.Split(string(buf), "\n\n") {
-		if i == 0 {
-			continue
-		}
-		for _, m := range rcRelayMarkers {
-			if strings.Contains(g, m) {
-				id, _, _ := strings.Cut(strings.TrimPrefix(g, "goroutine "), " ")
-				out[id] = g
-				break
-			}
-		}
-	}
-	return out
-}
+func rcGoroutines() map[string]string { return goroutinesIn(rcRelayMarkers) }
 
 // rcLeaked waits up to d for every relay goroutine not in baseline to end
 // and returns the stacks of those that did not.
