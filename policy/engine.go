@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,6 +33,9 @@ type Config struct {
 	// creating or changing workloads that would run privileged. False
 	// means only Rules apply.
 	DefaultRules bool `json:"defaultRules,omitempty"`
+	// Approvers is the default for require-approval rules that leave their
+	// Approvers unset, and decides who may approve requests for grants.
+	Approvers Approvers `json:"approvers,omitzero"`
 }
 
 // Subject is who makes the request.
@@ -53,6 +57,9 @@ type Input struct {
 	// ContentType is Body's media type (see the ContentType constants);
 	// parameters are ignored, and "" is JSON.
 	ContentType string
+	// Grants are the subject's active time-bound grants, for rules that
+	// set AllowIfGranted.
+	Grants []Grant
 }
 
 // Decision is what the policy does with a request.
@@ -70,11 +77,18 @@ type Decision struct {
 	HoldTimeout time.Duration
 	// Session bounds and records the stream session the request opens.
 	Session SessionRules
+	// Approvers decide on a held request; set when Action is
+	// RequireApproval, with the policy's defaults filled in.
+	Approvers Approvers
+	// Grant is the id of the grant that allowed the request, when a rule's
+	// AllowIfGranted turned its deny or hold into an allow.
+	Grant string
 }
 
 // Engine decides requests by a fixed policy. It is safe for concurrent use.
 type Engine struct {
-	rules []compiledRule
+	rules     []compiledRule
+	approvers Approvers
 }
 
 // compiledRule is a rule ready to match: its patterns parsed and its
@@ -106,7 +120,11 @@ func New(cfg Config) (*Engine, error) {
 	for i, r := range cfg.Rules {
 		all = append(all, source{builtinRule{rule: r.clone()}, fmt.Sprintf("rules[%d] (%q)", i, r.Name)})
 	}
-	e := &Engine{rules: make([]compiledRule, 0, len(all))}
+	if err := cfg.Approvers.validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	e := &Engine{rules: make([]compiledRule, 0, len(all)), approvers: cfg.Approvers.resolve(Approvers{})}
+	e.approvers.Groups = slices.Clone(e.approvers.Groups)
 	seen := make(map[string]bool, len(all))
 	var errs []error
 	for _, s := range all {
@@ -198,7 +216,20 @@ func (e *Engine) Decide(in Input) Decision {
 		if act != nil {
 			object = act.object
 		}
-		return r.decision(object)
+		if r.AllowIfGranted {
+			if g, ok := coveringGrant(in.Grants, &in.Request); ok {
+				return Decision{
+					Action: Allow, Rule: r.Name, Grant: g.ID, AuditLevel: r.AuditLevel, Session: r.Session,
+					Message: fmt.Sprintf("allowed by grant %s", g.ID),
+				}
+			}
+		}
+		d := r.decision(object)
+		if d.Action == RequireApproval {
+			d.Approvers = r.Approvers.resolve(e.approvers)
+			d.Approvers.Groups = slices.Clone(d.Approvers.Groups)
+		}
+		return d
 	}
 	return Decision{
 		Action:     Deny,
@@ -227,6 +258,24 @@ func (r *compiledRule) decision(object any) Decision {
 		}
 	}
 	return d
+}
+
+// coveringGrant returns the first of grants that covers r.
+func coveringGrant(grants []Grant, r *k8swire.Request) (Grant, bool) {
+	for _, g := range grants {
+		if g.Scope.Covers(r) {
+			return g, true
+		}
+	}
+	return Grant{}, false
+}
+
+// DefaultApprovers returns the policy's default approvers, who decide on
+// requests for grants.
+func (e *Engine) DefaultApprovers() Approvers {
+	a := e.approvers
+	a.Groups = slices.Clone(a.Groups)
+	return a
 }
 
 // failClosed is the deny for a rule that could not be evaluated.

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -81,9 +82,9 @@ func TestDecisionFields(t *testing.T) {
 		wantStr string
 		wantErr error
 	}{
-		{"a", Decision{Action: RequireApproval, Rule: "hold-default", Message: `policy rule "hold-default" requires approval`, AuditLevel: LevelMetadata, HoldTimeout: 5 * time.Minute},
+		{"a", Decision{Action: RequireApproval, Rule: "hold-default", Message: `policy rule "hold-default" requires approval`, AuditLevel: LevelMetadata, HoldTimeout: 5 * time.Minute, Approvers: Approvers{Count: 1}},
 			`require-approval by rule hold-default: policy rule "hold-default" requires approval (hold timeout 5m0s)`, ErrApprovalRequired},
-		{"b", Decision{Action: RequireApproval, Rule: "hold-90s", Message: "ask ops", AuditLevel: LevelRequest, HoldTimeout: 90 * time.Second},
+		{"b", Decision{Action: RequireApproval, Rule: "hold-90s", Message: "ask ops", AuditLevel: LevelRequest, HoldTimeout: 90 * time.Second, Approvers: Approvers{Count: 1}},
 			"require-approval by rule hold-90s: ask ops (hold timeout 1m30s)", ErrApprovalRequired},
 		{"c", Decision{Action: Deny, Rule: "deny-quiet", Message: `denied by policy rule "deny-quiet"`, AuditLevel: LevelMetadata},
 			`deny by rule deny-quiet: denied by policy rule "deny-quiet"`, ErrDenied},
@@ -93,7 +94,7 @@ func TestDecisionFields(t *testing.T) {
 	} {
 		t.Run(tc.ns, func(t *testing.T) {
 			d := e.Decide(in(tc.ns))
-			if d != tc.want {
+			if !reflect.DeepEqual(d, tc.want) {
 				t.Errorf("Decide:\n got %+v\nwant %+v", d, tc.want)
 			}
 			if got := Check(e, in(tc.ns)); got != tc.wantStr {

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"reflect"
 	"slices"
 	"testing"
 
@@ -112,7 +113,7 @@ func FuzzDecide(f *testing.F) {
 		if d.Action != Allow && d.Message == "" {
 			t.Fatalf("decision %s has no message", d)
 		}
-		if again := e.Decide(in); again != d {
+		if again := e.Decide(in); !reflect.DeepEqual(again, d) {
 			t.Fatalf("Decide wavers: %s then %s", d, again)
 		}
 	})

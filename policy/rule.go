@@ -102,6 +102,14 @@ type Rule struct {
 	// not set it.
 	HoldTimeout Duration `json:"holdTimeout,omitempty"`
 
+	// Approvers decide on the requests a require-approval rule holds.
+	// Unset fields take the policy's Approvers; other actions may not set
+	// it.
+	Approvers Approvers `json:"approvers,omitzero"`
+	// AllowIfGranted lets a deny or require-approval rule allow a request
+	// that a time-bound grant of the requester covers (see GrantScope).
+	AllowIfGranted bool `json:"allowIfGranted,omitempty"`
+
 	// Session settings apply to the exec, attach and port-forward sessions
 	// an allow rule lets through; other requests ignore them.
 	Session SessionRules `json:"session,omitempty"`
@@ -187,6 +195,15 @@ func (r *Rule) normalize() error {
 	case r.HoldTimeout == 0 && r.Action == RequireApproval:
 		r.HoldTimeout = Duration(DefaultHoldTimeout)
 	}
+	if err := r.Approvers.validate(); err != nil {
+		return err
+	}
+	if (len(r.Approvers.Groups) > 0 || r.Approvers.Count > 0) && r.Action != RequireApproval {
+		return fmt.Errorf("approvers apply only to require-approval rules")
+	}
+	if r.AllowIfGranted && r.Action == Allow {
+		return fmt.Errorf("allowIfGranted applies only to deny and require-approval rules")
+	}
 	switch r.Session.OnRecordingFailure {
 	case "", RecordingFailClosed, RecordingContinue: // "" is fail-closed
 	default:
@@ -225,5 +242,6 @@ func (r Rule) clone() Rule {
 	r.Namespaces = slices.Clone(r.Namespaces)
 	r.Names = slices.Clone(r.Names)
 	r.NonResourceURLs = slices.Clone(r.NonResourceURLs)
+	r.Approvers.Groups = slices.Clone(r.Approvers.Groups)
 	return r
 }
