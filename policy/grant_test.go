@@ -13,13 +13,31 @@ func TestGrantScopeCovers(t *testing.T) {
 		req  func() bool
 		want bool
 	}{
-		{"covered", func() bool { r := resourceRequest("delete", "apps", "deployments", "", "prod", "web"); return scope.Covers(&r) }, true},
-		{"name prefix", func() bool { r := resourceRequest("get", "apps", "deployments", "", "prod", "web-2"); return scope.Covers(&r) }, true},
+		{"covered", func() bool {
+			r := resourceRequest("delete", "apps", "deployments", "", "prod", "web")
+			return scope.Covers(&r)
+		}, true},
+		{"name prefix", func() bool {
+			r := resourceRequest("get", "apps", "deployments", "", "prod", "web-2")
+			return scope.Covers(&r)
+		}, true},
 		{"subresource named", func() bool { r := resourceRequest("get", "", "pods", "exec", "prod", "web"); return scope.Covers(&r) }, true},
-		{"other verb", func() bool { r := resourceRequest("patch", "apps", "deployments", "", "prod", "web"); return scope.Covers(&r) }, false},
-		{"other namespace", func() bool { r := resourceRequest("delete", "apps", "deployments", "", "dev", "web"); return scope.Covers(&r) }, false},
-		{"other name", func() bool { r := resourceRequest("delete", "apps", "deployments", "", "prod", "api"); return scope.Covers(&r) }, false},
-		{"subresource not named", func() bool { r := resourceRequest("get", "apps", "deployments", "scale", "prod", "web"); return scope.Covers(&r) }, false},
+		{"other verb", func() bool {
+			r := resourceRequest("patch", "apps", "deployments", "", "prod", "web")
+			return scope.Covers(&r)
+		}, false},
+		{"other namespace", func() bool {
+			r := resourceRequest("delete", "apps", "deployments", "", "dev", "web")
+			return scope.Covers(&r)
+		}, false},
+		{"other name", func() bool {
+			r := resourceRequest("delete", "apps", "deployments", "", "prod", "api")
+			return scope.Covers(&r)
+		}, false},
+		{"subresource not named", func() bool {
+			r := resourceRequest("get", "apps", "deployments", "scale", "prod", "web")
+			return scope.Covers(&r)
+		}, false},
 		{"non-resource", func() bool { r := nonResourceRequest("get", "/version"); return scope.Covers(&r) }, false},
 	} {
 		if got := tc.req(); got != tc.want {
