@@ -23,6 +23,32 @@ const (
 	AnnotationBodyOmit  = "kubegate.dev/body-omitted"
 	AnnotationUpstream  = "kubegate.dev/upstream-error"
 	AnnotationAuthError = "kubegate.dev/authentication-error"
+	// AnnotationCredential identifies the bearer token a request carried,
+	// "sha256:" and the first 16 hex digits of its SHA-256, so that one
+	// agent session's calls can be found without storing the token.
+	AnnotationCredential = "kubegate.dev/credential"
+	// AnnotationContentType is the media type of a recorded request body.
+	AnnotationContentType = "kubegate.dev/content-type"
+)
+
+// Annotation keys describing approvals: held requests, and calls of
+// kubegate's approval API.
+const (
+	// AnnotationAccessRequest is the id of the access request that held
+	// the call, or that an approval API call acted on.
+	AnnotationAccessRequest = "kubegate.dev/access-request"
+	// AnnotationHoldOutcome is approved, denied, expired, used or pending
+	// (the client went away first).
+	AnnotationHoldOutcome = "kubegate.dev/hold-outcome"
+	// AnnotationHoldWait is how long the call was held.
+	AnnotationHoldWait = "kubegate.dev/hold-wait"
+	// AnnotationApprovedBy lists the approvers that released the call.
+	AnnotationApprovedBy = "kubegate.dev/approved-by"
+	// AnnotationGrant is the grant that allowed the call.
+	AnnotationGrant = "kubegate.dev/grant"
+	// AnnotationAccessRequestState is an access request's state after an
+	// approval API call.
+	AnnotationAccessRequestState = "kubegate.dev/access-request-state"
 )
 
 // Annotation keys describing a relayed exec, attach or port-forward session.

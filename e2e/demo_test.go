@@ -45,7 +45,7 @@ func TestDemoUpDown(t *testing.T) {
 			_ = exec.Command(bin, "demo", "down", "--dir", dir).Run()
 		}
 	}()
-	for _, want := range []string{"kubegate demo is up", "agent.kubeconfig", "kubectl get pods -n dev"} {
+	for _, want := range []string{"kubegate demo is up", "agent.kubeconfig", "kubectl get pods -n dev", "kubegate approve ID"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("demo up output lacks %q:\n%s", want, out)
 		}
@@ -56,9 +56,41 @@ func TestDemoUpDown(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "pod/toolbox") {
 		t.Errorf("agent get pods through the exec plugin: exit %d, %q, %s", r.code, r.stdout, userOutput(r.stderr))
 	}
-	r = runKubectl(t, ctx, agent, protocols[0], nil, "delete", "pod", "toolbox", "-n", "prod")
-	if r.code == 0 || !strings.Contains(r.stderr, `denied by rule "prod-is-read-only-for-agents"`) {
-		t.Errorf("agent delete in prod: exit %d, %s", r.code, userOutput(r.stderr))
+	// The agent's delete in prod is held; the approver, with the kubectl
+	// plugin from the demo's bin folder, finds it and denies it.
+	del := startKubectl(t, ctx, agent, nil, "delete", "pod", "toolbox", "-n", "prod")
+	plugin := func(args ...string) result {
+		cmd := exec.CommandContext(ctx, kubectlBin(), append([]string{"kubegate"}, args...)...)
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(dir, "approver.kubeconfig"), "PATH="+filepath.Join(dir, "bin")+":"+os.Getenv("PATH"))
+		out, err := cmd.Output()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+			return result{stdout: string(out), stderr: string(ee.Stderr), code: code}
+		} else if err != nil {
+			t.Fatalf("kubectl kubegate: %v", err)
+		}
+		return result{stdout: string(out), code: code}
+	}
+	var id string
+	waitUntil(ctx, func() bool {
+		r := plugin("requests", "--pending")
+		for _, line := range strings.Split(r.stdout, "\n") {
+			if strings.Contains(line, `delete pods "toolbox" in namespace "prod"`) {
+				id = strings.Fields(line)[0]
+				return true
+			}
+		}
+		return false
+	})
+	if id == "" {
+		t.Fatalf("the held delete never showed in 'kubectl kubegate requests --pending'")
+	}
+	if r := plugin("deny", id, "--reason", "the toolbox stays"); r.code != 0 {
+		t.Fatalf("kubectl kubegate deny: exit %d: %s", r.code, r.stderr)
+	}
+	if r := del.wait(t, ctx); r.code == 0 || !strings.Contains(r.stderr, "the toolbox stays") {
+		t.Errorf("agent delete in prod after the denial: exit %d, %s", r.code, userOutput(r.stderr))
 	}
 	r = runKubectl(t, ctx, filepath.Join(dir, "ci-bot.kubeconfig"), protocols[0], nil, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
 	if r.code != 0 || r.stdout != "system:serviceaccount:dev:ci-bot" {
@@ -68,7 +100,7 @@ func TestDemoUpDown(t *testing.T) {
 	check := exec.CommandContext(ctx, bin, "policy", "check", "--config", filepath.Join(dir, "kubegate.yaml"),
 		"--user", "agent@kubegate.test", "--groups", "dex:agents", "delete", "pods", "toolbox", "-n", "prod")
 	cout, err := check.CombinedOutput()
-	if err != nil || !strings.Contains(string(cout), "deny by rule prod-is-read-only-for-agents") {
+	if err != nil || !strings.Contains(string(cout), "require-approval by rule prod-changes-need-approval") {
 		t.Errorf("policy check: %v: %s", err, cout)
 	}
 

@@ -44,6 +44,7 @@ policy:
     namespaces: ["prod"]
     resources: ["secrets"]
     action: require-approval
+    holdTimeout: 1s
     message: an approver releases secrets in prod
   - name: read-only-exec-in-prod
     namespaces: ["prod"]

@@ -72,7 +72,7 @@ func TestGatewayCanIReflectsImpersonatedRBAC(t *testing.T) {
 		want       string
 	}{
 		{g.agentKubeconfig, []string{"create", "pods", "-n", "dev"}, "yes"},
-		{g.agentKubeconfig, []string{"create", "pods", "-n", "prod"}, "no"},
+		{g.agentKubeconfig, []string{"create", "pods", "-n", "kube-system"}, "no"},
 		{g.agentKubeconfig, []string{"get", "pods", "-n", "prod"}, "yes"},
 		{g.agentKubeconfig, []string{"impersonate", "users"}, "no"},
 		{g.botKubeconfig, []string{"create", "configmaps", "-n", "dev"}, "yes"},
@@ -170,8 +170,8 @@ func TestGatewayDeniesWithRuleMessage(t *testing.T) {
 	}{
 		{"rule denies delete in prod", []string{"-n", "prod", "delete", "pod", "toolbox"}, "",
 			[]string{"Forbidden", `denied by rule "no-deletes-in-prod"`, "deleting in prod needs a change ticket", "kubegate request id"}},
-		{"approval rule reported", []string{"-n", "prod", "get", "secrets"}, "",
-			[]string{"Forbidden", `requires approval by rule "prod-secrets-need-approval"`, "an approver releases secrets in prod"}},
+		{"held request times out", []string{"-n", "prod", "get", "secrets"}, "",
+			[]string{"Forbidden", `held for approval by rule "prod-secrets-need-approval", and nobody approved it`}},
 		{"privileged pod", []string{"apply", "-f", "-"}, privilegedPod, []string{"Forbidden", "privileged"}},
 		{"privileged deployment template", []string{"apply", "-f", "-"}, privilegedDeployment, []string{"Forbidden", "privileged"}},
 		{"host network patch", []string{"patch", "deployment", "plain-web", "--type=json", "-p", `[{"op":"add","path":"/spec/template/spec/hostNetwork","value":true}]`}, "",

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"mime"
 	"net"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kubegate/kubegate/audit"
+	"github.com/kubegate/kubegate/cluster"
 	"github.com/kubegate/kubegate/upgrade"
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,6 +54,9 @@ func (g *Gateway) auditEvent(r *http.Request, x *exchange, rec *responseRecorder
 		ev.ImpersonatedUser = &u // kubegate acts upstream as the principal
 		ev.Annotations[audit.AnnotationIssuer] = x.principal.Issuer
 	}
+	if x.credential != "" {
+		ev.Annotations[audit.AnnotationCredential] = x.credential
+	}
 	if x.authErr != nil {
 		ev.Annotations[audit.AnnotationAuthError] = x.authErr.Error()
 	}
@@ -76,6 +82,11 @@ func (g *Gateway) auditEvent(r *http.Request, x *exchange, rec *responseRecorder
 	if x.upErr != nil {
 		ev.Annotations[audit.AnnotationUpstream] = x.upErr.Error()
 	}
+	if x.decision.Grant != "" {
+		ev.Annotations[audit.AnnotationGrant] = x.decision.Grant
+	}
+	holdAnnotations(x.hold, ev.Annotations)
+	apiAnnotations(x.api, ev.Annotations)
 	sessionAnnotations(x.session, ev.Annotations)
 	if level == auditv1.LevelRequest || level == auditv1.LevelRequestResponse {
 		g.addBodies(ev, r, x, rec, level)
@@ -91,6 +102,9 @@ func (g *Gateway) addBodies(ev *auditv1.Event, r *http.Request, x *exchange, rec
 		return
 	}
 	if len(x.body) > 0 {
+		if ct := r.Header.Get("Content-Type"); ct != "" {
+			ev.Annotations[audit.AnnotationContentType] = ct
+		}
 		if isJSON(r.Header.Get("Content-Type")) && len(x.body) <= g.cfg.MaxAuditBodyBytes {
 			ev.RequestObject = &runtime.Unknown{Raw: x.body, ContentType: runtime.ContentTypeJSON}
 		} else {
@@ -104,6 +118,34 @@ func (g *Gateway) addBodies(ev *auditv1.Event, r *http.Request, x *exchange, rec
 			ev.ResponseObject = &runtime.Unknown{Raw: rec.body.Bytes(), ContentType: runtime.ContentTypeJSON}
 		}
 	}
+}
+
+// holdAnnotations describes a held request's wait and outcome.
+func holdAnnotations(h *hold, ann map[string]string) {
+	if h == nil {
+		return
+	}
+	ann[audit.AnnotationAccessRequest] = h.id
+	ann[audit.AnnotationHoldOutcome] = string(h.outcome)
+	ann[audit.AnnotationHoldWait] = h.waited.Round(time.Millisecond).String()
+	if h.outcome == cluster.StateApproved {
+		var by []string
+		for _, a := range h.request.Approvals {
+			by = append(by, a.By.User)
+		}
+		ann[audit.AnnotationApprovedBy] = strings.Join(by, ",")
+	}
+}
+
+// credentialID identifies the request's bearer token by a prefix of its
+// hash; the token itself never reaches audit storage.
+func credentialID(r *http.Request) string {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(tok))
+	return "sha256:" + hex.EncodeToString(sum[:8])
 }
 
 func isJSON(contentType string) bool {

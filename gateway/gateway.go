@@ -13,6 +13,7 @@ import (
 
 	"github.com/kubegate/kubegate/audit"
 	"github.com/kubegate/kubegate/identity"
+	"github.com/kubegate/kubegate/notify"
 	"github.com/kubegate/kubegate/policy"
 	"k8s.io/client-go/rest"
 )
@@ -63,6 +64,26 @@ type Config struct {
 	// connection, for rules that ask for captures. Nil refuses such rules'
 	// port-forwards.
 	ForwardCapture func(sessionID string, port int32, requestID string) (io.WriteCloser, error)
+	// Approvals holds requests for approval and keeps time-bound grants.
+	// Nil refuses requests that a require-approval rule matches (fail
+	// closed) and knows no grants.
+	Approvals Approvals
+	// GrantApprovers decide on requests for grants, and may list every
+	// access request; normally the policy's default approvers. No groups
+	// means nobody can approve a grant.
+	GrantApprovers policy.Approvers
+	// MaxGrantDuration bounds the duration a grant may be asked for. Zero
+	// means 8h.
+	MaxGrantDuration time.Duration
+	// GrantRequestTTL is how long a request for a grant waits for a
+	// decision. Zero means 1h.
+	GrantRequestTTL time.Duration
+	// Notifier is told of new access requests and of decisions. Nil means
+	// nobody is.
+	Notifier notify.Notifier
+	// NodeID names this node in held requests and notifications. Empty
+	// means "kubegate".
+	NodeID string
 	// Metrics records request metrics. Nil means a private registry nobody
 	// scrapes.
 	Metrics *Metrics
@@ -114,6 +135,15 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxGrantDuration == 0 {
+		cfg.MaxGrantDuration = 8 * time.Hour
+	}
+	if cfg.GrantRequestTTL == 0 {
+		cfg.GrantRequestTTL = time.Hour
+	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = "kubegate"
 	}
 	g := &Gateway{cfg: cfg, sessions: NewSessions()}
 	g.proxy = g.newProxy()

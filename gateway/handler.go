@@ -28,6 +28,10 @@ type exchange struct {
 	authErr   error
 	upErr     error
 	session   *session // set for exec, attach and port-forward relays
+	hold      *hold    // set for requests a rule held for approval
+	api       *apiCall // set for calls of kubegate's own API
+	// credential identifies the bearer token without revealing it.
+	credential string
 }
 
 type ctxKey struct{}
@@ -70,6 +74,10 @@ func (g *Gateway) serve(w *responseRecorder, r *http.Request, x *exchange) error
 		return err
 	}
 	x.principal = p
+	x.credential = credentialID(r)
+	if strings.HasPrefix(r.URL.Path, APIPrefix) {
+		return g.serveAPI(w, r, x)
+	}
 	req, err := k8swire.Classify(r)
 	if err != nil {
 		return err
@@ -88,11 +96,15 @@ func (g *Gateway) serve(w *responseRecorder, r *http.Request, x *exchange) error
 		Request:     req,
 		Body:        x.body,
 		ContentType: r.Header.Get("Content-Type"),
+		Grants:      g.activeGrants(p.User, g.cfg.Now()),
 	})
 	switch x.decision.Action {
 	case policy.Allow:
 	case policy.RequireApproval:
-		return ErrApprovalRequired
+		if err := g.holdForApproval(r.Context(), x); err != nil {
+			return err
+		}
+		w.Header().Add("Warning", approvalWarning(x.hold))
 	default:
 		return ErrDenied
 	}
@@ -150,12 +162,12 @@ func (g *Gateway) message(err error, x *exchange) string {
 			msg = "no reason given"
 		}
 		return fmt.Sprintf("kubegate: %s denied by rule %q: %s", describe(x.req), x.decision.Rule, msg)
-	case errors.Is(err, ErrApprovalRequired):
-		msg := x.decision.Message
-		if msg != "" {
-			msg = ": " + msg
-		}
-		return fmt.Sprintf("kubegate: %s requires approval by rule %q%s; holding requests for approval is not available in this build", describe(x.req), x.decision.Rule, msg)
+	case errors.Is(err, ErrHoldDenied), errors.Is(err, ErrHoldExpired), errors.Is(err, ErrHoldUsed):
+		return holdMessage(err, x)
+	case errors.Is(err, ErrApprovalsUnavailable):
+		return fmt.Sprintf("kubegate: %s requires approval by rule %q, and approvals are unavailable, so it is refused: %v", describe(x.req), x.decision.Rule, err)
+	case x.api != nil:
+		return "kubegate: " + err.Error()
 	case errors.Is(err, ErrClientImpersonation):
 		return "kubegate: impersonation headers from clients are not accepted; requests run as the authenticated identity"
 	case errors.Is(err, ErrStreamsUnavailable):
@@ -183,6 +195,8 @@ func (g *Gateway) finish(r *http.Request, x *exchange, rec *responseRecorder, lo
 	decision := string(x.decision.Action)
 	if x.principal == nil {
 		decision = "unauthenticated"
+	} else if x.api != nil {
+		decision = "api"
 	} else if x.req == nil {
 		decision = "invalid"
 	}

@@ -13,6 +13,8 @@ type Metrics struct {
 	latency        *prometheus.HistogramVec
 	upstreamErrors prometheus.Counter
 	auditErrors    prometheus.Counter
+	holds          *prometheus.CounterVec
+	holdWait       prometheus.Histogram
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -32,9 +34,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		auditErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kubegate_audit_errors_total", Help: "Audit events that could not be written.",
 		}),
+		holds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubegate_held_requests_total", Help: "Requests held for approval, by outcome (created, approved, denied, expired).",
+		}, []string{"outcome"}),
+		holdWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "kubegate_hold_wait_seconds", Help: "How long held requests waited for a decision.",
+			Buckets: []float64{.1, .5, 1, 5, 15, 30, 60, 120, 300, 600, 1800},
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency, m.upstreamErrors, m.auditErrors)
+		reg.MustRegister(m.requests, m.latency, m.upstreamErrors, m.auditErrors, m.holds, m.holdWait)
 	}
 	return m
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,8 +17,6 @@ import (
 var (
 	// ErrDenied is a request a policy rule refused.
 	ErrDenied = errors.New("denied")
-	// ErrApprovalRequired is a request a rule holds for approval.
-	ErrApprovalRequired = errors.New("approval required")
 	// ErrStreamsUnavailable is an exec, attach or port-forward upgrade,
 	// which this build does not relay yet; it fails closed.
 	ErrStreamsUnavailable = errors.New("streams not available")
@@ -44,8 +43,13 @@ func statusFor(err error) (int, metav1.StatusReason) {
 		return http.StatusUnauthorized, metav1.StatusReasonUnauthorized
 	case errors.Is(err, k8swire.ErrBadRequest):
 		return http.StatusBadRequest, metav1.StatusReasonBadRequest
-	case errors.Is(err, ErrDenied), errors.Is(err, ErrApprovalRequired), errors.Is(err, ErrClientImpersonation):
+	case errors.Is(err, ErrDenied), errors.Is(err, ErrClientImpersonation),
+		errors.Is(err, ErrHoldDenied), errors.Is(err, ErrHoldExpired), errors.Is(err, ErrHoldUsed):
 		return http.StatusForbidden, metav1.StatusReasonForbidden
+	case errors.Is(err, ErrApprovalsUnavailable):
+		return http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return 499, metav1.StatusReasonTimeout // the client went away; nobody reads this reply
 	case errors.Is(err, ErrStreamsUnavailable):
 		return http.StatusNotImplemented, metav1.StatusReasonMethodNotAllowed
 	case errors.Is(err, ErrBodyTooLarge):

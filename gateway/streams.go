@@ -94,6 +94,8 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, x *exchang
 	defer done()
 	ctx, stop := boundSession(ctx, rules, x.decision.Rule)
 	defer stop()
+	ctx, stopGrant := g.boundByGrant(ctx, x.decision.Grant)
+	defer stopGrant()
 	var tap upgrade.Tap
 	if rec != nil {
 		tap = rec
@@ -135,6 +137,8 @@ func (g *Gateway) servePortForward(w http.ResponseWriter, r *http.Request, x *ex
 	defer done()
 	ctx, stop := boundSession(ctx, x.decision.Session, x.decision.Rule)
 	defer stop()
+	ctx, stopGrant := g.boundByGrant(ctx, x.decision.Grant)
+	defer stopGrant()
 	r = r.WithContext(ctx)
 	var capture func(port int32, requestID string) (io.WriteCloser, error)
 	if x.decision.Session.CaptureForwards {
@@ -154,7 +158,10 @@ func (g *Gateway) servePortForward(w http.ResponseWriter, r *http.Request, x *ex
 			st := *x.req.Stream
 			st.Ports = []int32{port}
 			req.Stream = &st
-			d := g.cfg.Policy.Decide(policy.Input{Subject: subject, Request: req})
+			d := g.cfg.Policy.Decide(policy.Input{Subject: subject, Request: req, Grants: g.activeGrants(subject.User, g.cfg.Now())})
+			if d.Action == policy.RequireApproval && x.hold.approvedPort(port) {
+				return nil
+			}
 			if d.Action != policy.Allow {
 				msg := d.Message
 				if msg == "" {

@@ -91,7 +91,11 @@ func demoRun(ctx context.Context, dir string) error {
 	} else if err := os.WriteFile(clusterAdmin, b, 0o600); err != nil {
 		return err
 	}
-	info := demoInfo(dir, st, clusterAdmin)
+	binDir, err := demoBin(dir, self)
+	if err != nil {
+		return err
+	}
+	info := demoInfo(dir, binDir, st, clusterAdmin)
 	if err := os.WriteFile(filepath.Join(dir, "info.txt"), []byte(info), 0o644); err != nil {
 		return err
 	}
@@ -107,6 +111,23 @@ func demoRun(ctx context.Context, dir string) error {
 	<-ctx.Done()
 	fmt.Fprintln(os.Stderr, "\nstopping the demo")
 	return nil
+}
+
+// demoBin links kubegate into DIR/bin, also as kubectl-kubegate so that
+// kubectl finds it as a plugin.
+func demoBin(dir, self string) (string, error) {
+	bin := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return "", err
+	}
+	for _, name := range []string{"kubegate", "kubectl-kubegate"} {
+		link := filepath.Join(bin, name)
+		_ = os.Remove(link)
+		if err := os.Symlink(self, link); err != nil {
+			return "", err
+		}
+	}
+	return bin, nil
 }
 
 // demoCredentials writes kubeconfigs whose user runs `kubegate token` as an
@@ -150,7 +171,7 @@ func demoCredentials(env *testenv.Env, dir, self string) func(ctx context.Contex
 	}
 }
 
-func demoInfo(dir string, st *stack.Stack, clusterAdmin string) string {
+func demoInfo(dir, binDir string, st *stack.Stack, clusterAdmin string) string {
 	return fmt.Sprintf(`
 kubegate demo is up.
 
@@ -163,13 +184,27 @@ kubegate demo is up.
 Try, as the agent:
   export KUBECONFIG=%s
   kubectl get pods -n dev                      # allowed, and audited
-  kubectl delete pod toolbox -n prod           # denied by rule "prod-is-read-only-for-agents"
   kubectl run priv --image=busybox --privileged -n dev   # denied: privileged workloads
-  kubectl exec -it toolbox -n dev -- sh        # relayed and recorded; replay with: asciinema play %s/data/audit/recordings/*/*.cast
+  kubectl exec -it toolbox -n dev -- sh        # relayed and recorded
+  kubectl delete pod toolbox -n prod           # held until a person approves it
+
+Then, in a second terminal, as the approver:
+  export KUBECONFIG=%s/approver.kubeconfig PATH=%s:$PATH
+  kubegate requests --pending                  # the held delete, with its id
+  kubegate approve ID --reason "ok"            # releases it (or: kubegate deny ID --reason "...")
+  kubectl kubegate requests                    # the same CLI as a kubectl plugin
+
+Time-bound access, asked for by the agent and approved by the approver:
+  kubegate request create --verbs delete --resources pods --namespaces prod --duration 10m --reason "cleanup"
+
+Replay what happened:
+  kubegate sessions --dir %s/data/audit/recordings          # recorded exec/attach sessions
+  kubegate replay --dir %s/data/audit/recordings ID         # plays one (space pauses, . steps, q quits)
+  kubegate replay --api --audit-file %s CREDENTIAL          # an agent's API calls as a timeline
   tail -n 3 %s | jq .
 
 Stop it with Ctrl-C (or 'kubegate demo down --dir %s' after 'demo up').
-`, st.URL, st.AdminURL, st.ConfigPath, st.AuditPath, dir, clusterAdmin, st.Kubeconfigs["agent"], dir, st.AuditPath, dir)
+`, st.URL, st.AdminURL, st.ConfigPath, st.AuditPath, dir, clusterAdmin, st.Kubeconfigs["agent"], dir, binDir, dir, dir, st.AuditPath, st.AuditPath, dir)
 }
 
 // demoUp starts `kubegate demo run` in the background, in its own session,

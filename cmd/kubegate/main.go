@@ -17,7 +17,12 @@ commands:
   policy check ...          show what the policy decides for a request
   kubeconfig ...            write a kubeconfig for an agent that authenticates with 'kubegate token'
   token ...                 exec credential plugin: print a short-lived token for kubectl
-  sessions [kill ID]        list live exec/attach/port-forward sessions, or end one
+  sessions [--user U] ...   list recorded exec/attach sessions; --live: live sessions; kill ID: end one
+  replay ID|FILE            play a session recording; --api: an agent's API calls; --against: re-issue them
+  request create ...        ask for time-bound access (a grant)
+  requests [--pending]      list access requests: held calls and requests for grants
+  approve ID | deny ID      decide on an access request
+  grants | revoke ID        list grants, or end one early
   demo run|up|down          a local cluster with kubegate in front of it
 `
 
@@ -41,6 +46,18 @@ func main() {
 		err = runToken(ctx, args)
 	case "sessions":
 		err = runSessions(ctx, args)
+	case "replay":
+		err = runReplay(ctx, args)
+	case "request":
+		err = runRequest(ctx, args, os.Stdout)
+	case "requests":
+		err = runRequests(ctx, args, os.Stdout)
+	case "approve", "deny":
+		err = runDecide(ctx, os.Args[1], args, os.Stdout)
+	case "grants":
+		err = runGrants(ctx, args, os.Stdout)
+	case "revoke":
+		err = runRevoke(ctx, args, os.Stdout)
 	case "demo":
 		err = runDemo(ctx, args)
 	case "help", "-h", "--help":

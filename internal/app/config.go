@@ -28,9 +28,50 @@ type Config struct {
 	Policy policy.Config `json:"policy"`
 	// Audit configures where audit events go.
 	Audit AuditConfig `json:"audit"`
+	// Cluster configures the replicated approval state.
+	Cluster ClusterConfig `json:"cluster"`
+	// Approvals configures requests for grants and notifications.
+	Approvals ApprovalsConfig `json:"approvals"`
 	// DrainTimeout is how long open exec, attach and port-forward sessions
 	// may go on after SIGTERM before they are closed. Zero means 30s.
 	DrainTimeout policy.Duration `json:"drainTimeout"`
+}
+
+// ClusterConfig configures this node's share of the approval state (held
+// requests, approvals, grants), kept with Raft.
+type ClusterConfig struct {
+	// NodeID names this node. Empty means "kubegate".
+	NodeID string `json:"nodeID"`
+	// DataDir holds the Raft log and snapshots. Empty means a "raft"
+	// folder beside the audit file.
+	DataDir string `json:"dataDir"`
+}
+
+// ApprovalsConfig configures requests for time-bound grants and who is
+// told about access requests. Who may approve is the policy's approvers.
+type ApprovalsConfig struct {
+	// MaxGrantDuration bounds what a grant may ask for. Zero means 8h.
+	MaxGrantDuration policy.Duration `json:"maxGrantDuration"`
+	// GrantRequestTTL is how long a request for a grant waits for a
+	// decision. Zero means 1h.
+	GrantRequestTTL policy.Duration `json:"grantRequestTTL"`
+	// Webhooks are posted every new access request and every decision.
+	Webhooks []WebhookConfig `json:"webhooks"`
+}
+
+// WebhookConfig is one notification webhook.
+type WebhookConfig struct {
+	// URL receives a POST per event. Required.
+	URL string `json:"url"`
+	// Format is "json" (the default) or "slack" (a Slack-compatible
+	// incoming webhook payload).
+	Format string `json:"format"`
+	// HeadersFile names a file of "Name: value" lines sent with every
+	// post (e.g. an Authorization header); kept out of the config so the
+	// config holds no secret. Empty means none.
+	HeadersFile string `json:"headersFile"`
+	// CAFile verifies an https receiver. Empty means the system roots.
+	CAFile string `json:"caFile"`
 }
 
 // TLSConfig names the serving certificate and key files. Both are required.
@@ -157,6 +198,22 @@ func (c *Config) validate() error {
 	}
 	if c.Audit.Recordings.Dir == "" {
 		c.Audit.Recordings.Dir = filepath.Join(filepath.Dir(c.Audit.File.Path), "recordings")
+	}
+	if c.Cluster.NodeID == "" {
+		c.Cluster.NodeID = "kubegate"
+	}
+	if c.Cluster.DataDir == "" {
+		c.Cluster.DataDir = filepath.Join(filepath.Dir(c.Audit.File.Path), "raft")
+	}
+	for i, w := range c.Approvals.Webhooks {
+		if w.URL == "" {
+			return fmt.Errorf("approvals.webhooks[%d].url is required", i)
+		}
+		switch w.Format {
+		case "", "json", "slack":
+		default:
+			return fmt.Errorf("approvals.webhooks[%d].format %q: want json or slack", i, w.Format)
+		}
 	}
 	if c.Audit.File.MaxSizeBytes == 0 {
 		c.Audit.File.MaxSizeBytes = 100 << 20

@@ -13,11 +13,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kubegate/kubegate/audit"
+	"github.com/kubegate/kubegate/cluster"
+	"github.com/kubegate/kubegate/cluster/raftnode"
 	"github.com/kubegate/kubegate/gateway"
 	"github.com/kubegate/kubegate/identity"
+	"github.com/kubegate/kubegate/notify"
 	"github.com/kubegate/kubegate/policy"
 	"github.com/kubegate/kubegate/tlsfront"
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +41,8 @@ type Node struct {
 	ln      net.Listener
 	adminLn net.Listener
 	sink    *audit.FileSink
+	raft    *raftnode.Node
+	hooks   []*notify.Webhook
 	drain   time.Duration
 }
 
@@ -77,6 +83,25 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 			sink.Close()
 		}
 	}()
+	hooks, err := webhooks(cfg.Approvals.Webhooks, log)
+	if err != nil {
+		return nil, err
+	}
+	var notifier notify.Multi
+	for _, h := range hooks {
+		notifier = append(notifier, h)
+	}
+	octx, ocancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer ocancel()
+	rn, err := raftnode.Open(octx, raftnode.Config{ID: cfg.Cluster.NodeID, DataDir: cfg.Cluster.DataDir, FSM: cluster.NewFSM(), Log: log.With("component", "raft")})
+	if err != nil {
+		return nil, fmt.Errorf("approval state in %s: %w", cfg.Cluster.DataDir, err)
+	}
+	defer func() {
+		if err != nil {
+			rn.Close()
+		}
+	}()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gw, err := gateway.New(gateway.Config{
@@ -84,6 +109,9 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 		Audit: sink, Metrics: gateway.NewMetrics(reg), Log: log,
 		StreamUpstream: restCfg, Recorder: recorder(cfg.Audit.Recordings.Dir),
 		ForwardCapture: forwardCapture(cfg.Audit.Recordings.Dir),
+		Approvals:      rn, GrantApprovers: engine.DefaultApprovers(), NodeID: cfg.Cluster.NodeID,
+		MaxGrantDuration: time.Duration(cfg.Approvals.MaxGrantDuration), GrantRequestTTL: time.Duration(cfg.Approvals.GrantRequestTTL),
+		Notifier: notifier,
 	})
 	if err != nil {
 		return nil, err
@@ -92,7 +120,7 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n = &Node{log: log, gw: gw, front: front, sink: sink, drain: time.Duration(cfg.DrainTimeout)}
+	n = &Node{log: log, gw: gw, front: front, sink: sink, raft: rn, hooks: hooks, drain: time.Duration(cfg.DrainTimeout)}
 	n.admin = &http.Server{Handler: n.adminHandler(reg), ReadHeaderTimeout: 10 * time.Second}
 	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
@@ -143,7 +171,7 @@ func (n *Node) adminHandler(reg *prometheus.Registry) http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		defer cancel()
-		if err := n.gw.Ready(ctx); err != nil {
+		if err := n.Ready(ctx); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -162,13 +190,27 @@ func (n *Node) Addr() string { return n.ln.Addr().String() }
 // AdminAddr is the admin listener's address.
 func (n *Node) AdminAddr() string { return n.adminLn.Addr().String() }
 
-// Ready reports whether the node can serve (see gateway.Gateway.Ready).
-func (n *Node) Ready(ctx context.Context) error { return n.gw.Ready(ctx) }
+// Ready reports whether the node can serve: the approval state has a
+// leader, and the gateway is ready (see gateway.Gateway.Ready).
+func (n *Node) Ready(ctx context.Context) error {
+	if err := n.raft.Ready(); err != nil {
+		return fmt.Errorf("approval state: %w", err)
+	}
+	return n.gw.Ready(ctx)
+}
 
 // Run serves until ctx ends, then shuts both listeners down and closes the
 // audit sink.
 func (n *Node) Run(ctx context.Context) error {
 	defer n.sink.Close()
+	defer n.raft.Close()
+	hctx, hcancel := context.WithCancel(context.Background())
+	var hooksDone sync.WaitGroup
+	for _, h := range n.hooks {
+		hooksDone.Go(func() { _ = h.Run(hctx) })
+	}
+	defer hooksDone.Wait()
+	defer hcancel()
 	adminErr := make(chan error, 1)
 	go func() { adminErr <- n.admin.Serve(n.adminLn) }()
 	n.log.Info("kubegate serving", "addr", n.Addr(), "admin", n.AdminAddr())
@@ -186,6 +228,58 @@ func (n *Node) Run(ctx context.Context) error {
 		err = aerr
 	}
 	return err
+}
+
+// webhooks builds the notification webhooks.
+func webhooks(cfgs []WebhookConfig, log *slog.Logger) ([]*notify.Webhook, error) {
+	var out []*notify.Webhook
+	for i, c := range cfgs {
+		headers, err := readHeaders(c.HeadersFile)
+		if err != nil {
+			return nil, fmt.Errorf("approvals.webhooks[%d]: %w", i, err)
+		}
+		var client *http.Client // nil: notify's default (system roots, no redirects)
+		if c.CAFile != "" {
+			rt, err := rest.TransportFor(&rest.Config{TLSClientConfig: rest.TLSClientConfig{CAFile: c.CAFile}})
+			if err != nil {
+				return nil, fmt.Errorf("approvals.webhooks[%d].caFile: %w", i, err)
+			}
+			client = &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		}
+		w, err := notify.NewWebhook(notify.WebhookConfig{
+			URL: c.URL, Format: notify.Format(c.Format), Headers: headers, Client: client,
+			Log: log.With("component", "webhook", "webhook", i),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("approvals.webhooks[%d]: %w", i, err)
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// readHeaders reads "Name: value" lines.
+func readHeaders(path string) (map[string]string, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("headers file: %w", err)
+	}
+	out := map[string]string{}
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("headers file %s line %d: want \"Name: value\"", path, i+1)
+		}
+		out[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return out, nil
 }
 
 // recorder records each exec and attach session as an asciicast v2 file.

@@ -2,10 +2,16 @@ package stack
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/kubegate/kubegate/internal/app"
@@ -28,6 +34,11 @@ type Options struct {
 	// Credentials writes each user's kubeconfig credential. Nil means a
 	// static bearer token minted now (fine for tests; it expires in an hour).
 	Credentials func(ctx context.Context, user, server, kubeconfigPath string) error
+	// Binary is a kubegate binary. Set, the node runs as a child process
+	// (`kubegate serve`) on fixed ports, which Kill and Restart control;
+	// its log goes to Dir/kubegate.log. Empty runs the node in this
+	// process.
+	Binary string
 }
 
 // Stack is a running kubegate node in front of the Env's cluster.
@@ -42,8 +53,13 @@ type Stack struct {
 	// dex:agents), "approver" (dex:approvers), "admin" (dex:platform-admins)
 	// and "ci-bot" (the ServiceAccount dev/ci-bot).
 	Kubeconfigs map[string]string
-	// Node is the running node.
+	// Node is the running node, when it runs in this process.
 	Node *app.Node
+
+	bin     string
+	logPath string
+	proc    *exec.Cmd
+	exited  chan struct{}
 }
 
 // Users is who gets a kubeconfig through kubegate.
@@ -55,7 +71,9 @@ var bindings = []struct {
 	subject  rbacv1.Subject
 }{
 	{"dev", "edit", group("dex:agents")},
-	{"prod", "view", group("dex:agents")},
+	// Agents may change prod as far as RBAC goes; kubegate's policy holds
+	// those changes for a person's approval.
+	{"prod", "edit", group("dex:agents")},
 	{"dev", "view", group("dex:approvers")},
 	{"prod", "view", group("dex:approvers")},
 	{"dev", "admin", group("dex:platform-admins")},
@@ -71,6 +89,12 @@ func group(name string) rbacv1.Subject {
 // until ctx ends, waits until it is ready, grants RBAC and writes the users'
 // kubeconfigs.
 func Start(ctx context.Context, env *testenv.Env, o Options) (*Stack, error) {
+	adminListen := "127.0.0.1:0"
+	if o.Binary != "" {
+		// A child process must come back on the same ports after a
+		// restart: the kubeconfigs name them.
+		o.Listen, adminListen = freeAddr(), freeAddr()
+	}
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1:0"
 	}
@@ -92,7 +116,7 @@ func Start(ctx context.Context, env *testenv.Env, o Options) (*Stack, error) {
 	cfgText := fmt.Sprintf(`# kubegate configuration written by the demo; see examples/kubegate.yaml.
 listen: %s
 admin:
-  listen: 127.0.0.1:0
+  listen: %s
 tls:
   certFile: %s
   keyFile: %s
@@ -115,7 +139,7 @@ identity:
 audit:
   file:
     path: %s
-`, o.Listen, certFile, keyFile, upstream, env.Dex.Issuer, env.Dex.ClientID, env.CAFile, env.ServiceAccountIssuer, env.CAFile, s.AuditPath) + o.Policy
+`, o.Listen, adminListen, certFile, keyFile, upstream, env.Dex.Issuer, env.Dex.ClientID, env.CAFile, env.ServiceAccountIssuer, env.CAFile, s.AuditPath) + o.Policy
 	if err := os.WriteFile(s.ConfigPath, []byte(cfgText), 0o600); err != nil {
 		return nil, err
 	}
@@ -123,17 +147,25 @@ audit:
 	if err != nil {
 		return nil, err
 	}
-	if s.Node, err = app.New(cfg, o.Log); err != nil {
-		return nil, err
-	}
-	go func() {
-		if err := s.Node.Run(ctx); err != nil {
-			o.Log.Error("kubegate stopped", "err", err)
+	if o.Binary != "" {
+		s.bin, s.logPath = o.Binary, filepath.Join(o.Dir, "kubegate.log")
+		s.URL, s.AdminURL = "https://"+o.Listen, "http://"+adminListen
+		if err := s.Restart(ctx); err != nil {
+			return nil, err
 		}
-	}()
-	s.URL, s.AdminURL = "https://"+s.Node.Addr(), "http://"+s.Node.AdminAddr()
-	if err := waitReady(ctx, s.Node); err != nil {
-		return nil, err
+	} else {
+		if s.Node, err = app.New(cfg, o.Log); err != nil {
+			return nil, err
+		}
+		go func() {
+			if err := s.Node.Run(ctx); err != nil {
+				o.Log.Error("kubegate stopped", "err", err)
+			}
+		}()
+		s.URL, s.AdminURL = "https://"+s.Node.Addr(), "http://"+s.Node.AdminAddr()
+		if err := waitReady(ctx, s.Node); err != nil {
+			return nil, err
+		}
 	}
 	for _, b := range bindings {
 		if err := env.Bind(ctx, b.ns, b.role, b.subject); err != nil {
@@ -175,7 +207,103 @@ func staticToken(ctx context.Context, env *testenv.Env, server, user, path strin
 	return env.WriteTokenKubeconfig(path, server, "dev", tok)
 }
 
-func waitReady(ctx context.Context, node *app.Node) error {
+// Restart starts the child process (the first time, or after Kill) and
+// waits until it is ready.
+func (s *Stack) Restart(ctx context.Context) error {
+	if s.bin == "" {
+		return errors.New("stack: the node runs in this process; only a child process restarts")
+	}
+	if s.proc != nil {
+		return errors.New("stack: the node is still running; Kill it first")
+	}
+	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(s.bin, "serve", "--config", s.ConfigPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("starting %s: %w", s.bin, err)
+	}
+	s.proc, s.exited = cmd, make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(s.exited)
+	}()
+	if err := waitReady(ctx, readyzProbe{url: s.AdminURL, exited: s.exited}); err != nil {
+		return fmt.Errorf("%w (log: %s)", err, s.logPath)
+	}
+	return nil
+}
+
+// Kill ends the child process with SIGKILL, as a crash would, and waits
+// for it to exit.
+func (s *Stack) Kill() error {
+	if s.proc == nil {
+		return errors.New("stack: no child process is running")
+	}
+	if err := s.proc.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	<-s.exited
+	s.proc = nil
+	return nil
+}
+
+// LogPath is the child process's log file ("" in this process).
+func (s *Stack) LogPath() string { return s.logPath }
+
+// readyzProbe asks a node's admin /readyz, and gives up once the process
+// has exited.
+type readyzProbe struct {
+	url    string
+	exited <-chan struct{}
+}
+
+// errExited ends waitReady early: the process is gone.
+var errExited = errors.New("kubegate exited")
+
+func (p readyzProbe) Ready(ctx context.Context) error {
+	select {
+	case <-p.exited:
+		return errExited
+	default:
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("readyz: %s: %s", resp.Status, b)
+	}
+	return nil
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// readier is what waitReady polls.
+type readier interface {
+	Ready(ctx context.Context) error
+}
+
+func waitReady(ctx context.Context, node readier) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -184,6 +312,9 @@ func waitReady(ctx context.Context, node *app.Node) error {
 		err := node.Ready(ctx)
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, errExited) {
+			return err
 		}
 		select {
 		case <-ctx.Done():

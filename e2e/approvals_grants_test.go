@@ -1,0 +1,210 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestApprovalHoldsInteractiveExec: `kubectl exec -it` into prod, in a real
+// terminal, waits for approval, then runs a shell the person types into.
+func TestApprovalHoldsInteractiveExec(t *testing.T) {
+	a := approvals(t)
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Fatalf("tmux is not installed (make deps installs it): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	sock := fmt.Sprintf("kubegate-e2e-approvals-%d", os.Getpid())
+	tmux := func(args ...string) string {
+		t.Helper()
+		out, err := exec.CommandContext(ctx, "tmux", append([]string{"-L", sock}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	kubectl := fmt.Sprintf("env KUBECONFIG=%s %s -n prod exec -it toolbox -- sh -c 'exec sh' held-shell; echo kubectl-exit=$?; sleep 600",
+		a.kubeconfig("agent"), kubectlBin())
+	tmux("new-session", "-d", "-s", "e2e", "-x", "100", "-y", "30", kubectl)
+	defer exec.Command("tmux", "-L", sock, "kill-server").Run()
+	screen := func() string { return tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", "e2e") }
+
+	held := a.waitPending(t, ctx, `exec pods "toolbox" in namespace "prod"`)
+	if !held.Target.TTY || !held.Target.Stdin || !strings.Contains(held.Summary, "held-shell") {
+		t.Errorf("held exec request: %+v", held.Target)
+	}
+	if s := screen(); strings.Contains(strings.ToLower(s), "error") {
+		t.Errorf("kubectl shows an error while held:\n%s", s)
+	}
+	if r := a.kubegate(t, ctx, a.kubeconfig("approver"), "approve", held.ID, "--reason", "debugging"); r.code != 0 {
+		t.Fatalf("approve: %s", r.stderr)
+	}
+	tmux("send-keys", "-t", "e2e", "echo typed-$((6*7))", "Enter")
+	if !waitUntil(ctx, func() bool { return strings.Contains(screen(), "typed-42") }) {
+		t.Fatalf("the approved shell never ran the typed command; screen:\n%s", screen())
+	}
+	tmux("send-keys", "-t", "e2e", "exit 3", "Enter")
+	if !waitUntil(ctx, func() bool { return strings.Contains(screen(), "kubectl-exit=3") }) {
+		t.Fatalf("kubectl did not exit with the shell's status; screen:\n%s", screen())
+	}
+}
+
+// TestGrantAllowsUntilExpiry: an approved grant lets the agent act without
+// a hold; once it expires the next request is held again, and a session the
+// grant allowed is closed with a message.
+func TestGrantAllowsUntilExpiry(t *testing.T) {
+	a := approvals(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	agent, approver := a.kubeconfig("agent"), a.kubeconfig("approver")
+
+	if r := a.kubegate(t, ctx, approver, "request", "create", "--verbs", "get", "--resources", "pods", "--duration", "1m", "--reason", "mine"); r.code != 0 {
+		t.Fatalf("an approver asking for a grant: %s", r.stderr)
+	}
+	var own string
+	for _, r := range a.requests(t, ctx, "approver") {
+		if r.Kind == "grant" && r.Requester.User == "approver@kubegate.test" && r.State == "pending" {
+			own = r.ID
+		}
+	}
+	if r := a.kubegate(t, ctx, approver, "approve", own); r.code == 0 || !strings.Contains(r.stderr, "nobody may decide on their own") {
+		t.Errorf("approving one's own grant request: exit %d, %s", r.code, r.stderr)
+	}
+	if r := a.kubegate(t, ctx, agent, "request", "create", "--verbs", "create", "--resources", "configmaps", "--duration", "48h", "--reason", "too long"); r.code == 0 || !strings.Contains(r.stderr, "at most 8h") {
+		t.Errorf("a grant longer than allowed: exit %d, %s", r.code, r.stderr)
+	}
+
+	const grantFor = 15 * time.Second
+	r := a.kubegate(t, ctx, agent, "request", "create", "--verbs", "create,delete", "--resources", "configmaps,pods/exec",
+		"--namespaces", "prod", "--duration", grantFor.String(), "--reason", "rotate the app config")
+	if r.code != 0 || !strings.Contains(r.stdout, "created") {
+		t.Fatalf("kubegate request create: exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	req := a.waitPending(t, ctx, "grant of create,delete on configmaps,pods/exec in namespaces prod")
+	r = a.kubegate(t, ctx, approver, "approve", req.ID, "--reason", "ok for the rotation")
+	if r.code != 0 || !strings.Contains(r.stdout, "grant g-") {
+		t.Fatalf("approving the grant: exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	approvedAt := time.Now()
+
+	// Within the grant: no hold.
+	mustSucceed(t, runKubectl(t, ctx, agent, protocols[0], nil, "-n", "prod", "create", "configmap", "granted-cm", "--from-literal=a=b"), "create under the grant")
+	session := startKubectl(t, ctx, agent, nil, "-n", "prod", "exec", "toolbox", "--", "sh", "-c", "echo grant-session-started; sleep 600")
+	if !waitUntil(ctx, func() bool { return strings.Contains(session.stdout.String(), "grant-session-started") }) {
+		t.Fatalf("the exec under the grant never started: %s", userOutput(session.stderr.String()))
+	}
+	if time.Since(approvedAt) >= grantFor {
+		t.Skipf("this machine took %s to get here, longer than the grant; the rest would test nothing", time.Since(approvedAt))
+	}
+
+	// At expiry the open session is closed with a message.
+	res := session.wait(t, ctx)
+	if res.code == 0 || !strings.Contains(userOutput(res.stderr), "expired") {
+		t.Errorf("the session after the grant expired: exit %d, %s", res.code, userOutput(res.stderr))
+	}
+	// After expiry the next change is held again.
+	del := startKubectl(t, ctx, agent, nil, "-n", "prod", "delete", "configmap", "granted-cm")
+	held := a.waitPending(t, ctx, `delete configmaps "granted-cm"`)
+	if r := a.kubegate(t, ctx, approver, "deny", held.ID, "--reason", "grant is over"); r.code != 0 {
+		t.Fatalf("deny: %s", r.stderr)
+	}
+	if res := del.wait(t, ctx); res.code == 0 || !strings.Contains(res.stderr, "grant is over") {
+		t.Errorf("delete after expiry: exit %d, %s", res.code, userOutput(res.stderr))
+	}
+	findAuditEvent(t, a.st.AuditPath, func(e auditEvent) bool {
+		return e.Verb == "create" && e.ObjectRef != nil && e.ObjectRef.Resource == "configmaps" &&
+			strings.HasPrefix(e.Annotations["kubegate.dev/grant"], "g-") && e.ResponseStatus != nil && e.ResponseStatus.Code == 201
+	})
+}
+
+// TestGrantRevokedClosesSession: revoking a grant ends the sessions it
+// allowed at once.
+func TestGrantRevokedClosesSession(t *testing.T) {
+	a := approvals(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	agent, approver := a.kubeconfig("agent"), a.kubeconfig("approver")
+	r := a.kubegate(t, ctx, agent, "request", "create", "--verbs", "create", "--resources", "pods/attach",
+		"--namespaces", "prod", "--duration", "1h", "--reason", "watch the toolbox")
+	if r.code != 0 {
+		t.Fatalf("request create: %s", r.stderr)
+	}
+	req := a.waitPending(t, ctx, "grant of create on pods/attach")
+	if r := a.kubegate(t, ctx, approver, "approve", req.ID); r.code != 0 {
+		t.Fatalf("approve: %s", r.stderr)
+	}
+	// An *os.File as stdin: exec then copies nothing itself, and Wait does
+	// not wait on this pipe.
+	stdin, typed, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	defer typed.Close()
+	session := startKubectl(t, ctx, agent, stdin, "-n", "prod", "attach", "-i", "toolbox")
+	go func() {
+		// The echo loop answers each line; keep typing until it has.
+		for ctx.Err() == nil && session.running() && !strings.Contains(session.stdout.String(), "got: revoke-me") {
+			if _, err := typed.Write([]byte("revoke-me\n")); err != nil {
+				return
+			}
+			// Lines typed before the attach is live are lost; type again
+			// after a while (a retry interval, not a limit).
+			retry, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			waitUntil(retry, func() bool { return strings.Contains(session.stdout.String(), "got: revoke-me") || !session.running() })
+			cancel()
+		}
+	}()
+	if !waitUntil(ctx, func() bool { return strings.Contains(session.stdout.String(), "got: revoke-me") }) {
+		t.Fatalf("attach under the grant never showed output: %s", userOutput(session.stderr.String()))
+	}
+	grantID := "g-" + req.ID
+	if r := a.kubegate(t, ctx, approver, "revoke", grantID, "--reason", "done"); r.code != 0 {
+		t.Fatalf("revoke: %s", r.stderr)
+	}
+	res := session.wait(t, ctx)
+	if !strings.Contains(userOutput(res.stderr), "revoked") {
+		t.Errorf("attach after the revoke: exit %d, %s", res.code, userOutput(res.stderr))
+	}
+	if r := a.kubegate(t, ctx, approver, "revoke", grantID); r.code == 0 || !strings.Contains(r.stderr, "already revoked") {
+		t.Errorf("revoking twice: exit %d, %s", r.code, r.stderr)
+	}
+}
+
+// TestApprovalSurvivesKill: kubegate killed with SIGKILL while a request is
+// pending comes back with it pending; an approval then releases the
+// agent's next attempt at the same call.
+func TestApprovalSurvivesKill(t *testing.T) {
+	a := approvals(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	admin, agent, approver := a.kubeconfig("admin"), a.kubeconfig("agent"), a.kubeconfig("approver")
+	mustSucceed(t, runKubectl(t, ctx, admin, protocols[0], nil, "-n", "prod", "create", "configmap", "survivor"), "create configmap")
+	first := startKubectl(t, ctx, agent, nil, "-n", "prod", "delete", "configmap", "survivor")
+	held := a.waitPending(t, ctx, `delete configmaps "survivor"`)
+	if err := a.st.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if res := first.wait(t, ctx); res.code == 0 {
+		t.Fatalf("kubectl succeeded although kubegate was killed: %s", res.stdout)
+	}
+	if err := a.st.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again := a.waitPending(t, ctx, `delete configmaps "survivor"`)
+	if again.ID != held.ID {
+		t.Fatalf("after the restart the pending request is %s, want %s", again.ID, held.ID)
+	}
+	if r := a.kubegate(t, ctx, approver, "approve", held.ID); r.code != 0 {
+		t.Fatalf("approve after restart: %s", r.stderr)
+	}
+	res := runKubectl(t, ctx, agent, protocols[0], nil, "-n", "prod", "delete", "configmap", "survivor")
+	if res.code != 0 || !strings.Contains(userOutput(res.stderr), held.ID) {
+		t.Fatalf("the retry after approval: exit %d: %s", res.code, userOutput(res.stderr))
+	}
+}
