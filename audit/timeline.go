@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 )
 
@@ -272,7 +273,11 @@ func Timeline(events []*auditv1.Event) []TimelineEntry {
 		}
 		if ref := ev.ObjectRef; ref != nil {
 			e.Resource = strings.Join(nonEmpty(ref.APIGroup, ref.Resource, ref.Subresource), "/")
-			e.Object = objectName(ref.Namespace, ref.Name)
+			name := ref.Name
+			if name == "" && ev.Verb == "create" {
+				name = bodyName(ev.RequestObject)
+			}
+			e.Object = objectName(ref.Namespace, name)
 		} else if path, _, ok := strings.Cut(e.Resource, "?"); ok {
 			e.Resource = path
 		}
@@ -291,6 +296,23 @@ func Timeline(events []*auditv1.Event) []TimelineEntry {
 
 func nonEmpty(parts ...string) []string {
 	return slices.DeleteFunc(parts, func(s string) bool { return s == "" })
+}
+
+// bodyName is metadata.name of a recorded JSON request body, so that a
+// create, whose URL names no object, shows what it created.
+func bodyName(obj *runtime.Unknown) string {
+	if obj == nil {
+		return ""
+	}
+	var m struct {
+		Metadata struct {
+			Name string `json:"name"`
+		} `json:"metadata"`
+	}
+	if json.Unmarshal(obj.Raw, &m) != nil {
+		return ""
+	}
+	return m.Metadata.Name
 }
 
 func objectName(namespace, name string) string {

@@ -18,6 +18,8 @@ type gatewayEnv struct {
 	url       string
 	adminURL  string
 	auditPath string
+	// configPath is the node's kubegate.yaml.
+	configPath string
 	// Kubeconfigs through kubegate: the Dex user "agent" (group
 	// dex:agents), the Dex user "admin" (dex:platform-admins) and the
 	// ServiceAccount dev/ci-bot.
@@ -104,7 +106,7 @@ func startGateway(env *testenv.Env) (*gatewayEnv, error) {
 		return nil, err
 	}
 	return &gatewayEnv{
-		url: st.URL, adminURL: st.AdminURL, auditPath: st.AuditPath,
+		url: st.URL, adminURL: st.AdminURL, auditPath: st.AuditPath, configPath: st.ConfigPath,
 		agentKubeconfig: st.Kubeconfigs["agent"], adminKubeconfig: st.Kubeconfigs["admin"], botKubeconfig: st.Kubeconfigs["ci-bot"],
 	}, nil
 }

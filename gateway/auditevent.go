@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"mime"
 	"net"
 	"net/http"
@@ -13,12 +14,14 @@ import (
 
 	"github.com/kubegate/kubegate/audit"
 	"github.com/kubegate/kubegate/cluster"
+	"github.com/kubegate/kubegate/k8swire"
 	"github.com/kubegate/kubegate/upgrade"
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+	"sigs.k8s.io/yaml"
 )
 
 // auditEvent builds the request's one audit event, shaped like the
@@ -102,13 +105,15 @@ func (g *Gateway) addBodies(ev *auditv1.Event, r *http.Request, x *exchange, rec
 		return
 	}
 	if len(x.body) > 0 {
-		if ct := r.Header.Get("Content-Type"); ct != "" {
+		body, ct, err := auditableBody(x.body, r.Header.Get("Content-Type"))
+		switch {
+		case err != nil:
+			ev.Annotations[audit.AnnotationBodyOmit] = "request body: " + err.Error()
+		case len(body) > g.cfg.MaxAuditBodyBytes:
+			ev.Annotations[audit.AnnotationBodyOmit] = fmt.Sprintf("request body over %d bytes", g.cfg.MaxAuditBodyBytes)
+		default:
+			ev.RequestObject = &runtime.Unknown{Raw: body, ContentType: runtime.ContentTypeJSON}
 			ev.Annotations[audit.AnnotationContentType] = ct
-		}
-		if isJSON(r.Header.Get("Content-Type")) && len(x.body) <= g.cfg.MaxAuditBodyBytes {
-			ev.RequestObject = &runtime.Unknown{Raw: x.body, ContentType: runtime.ContentTypeJSON}
-		} else {
-			ev.Annotations[audit.AnnotationBodyOmit] = "request body not JSON or too large"
 		}
 	}
 	if level == auditv1.LevelRequestResponse && rec.body.Len() > 0 {
@@ -146,6 +151,28 @@ func credentialID(r *http.Request) string {
 	}
 	sum := sha256.Sum256([]byte(tok))
 	return "sha256:" + hex.EncodeToString(sum[:8])
+}
+
+// auditableBody is a request body as JSON, with the content type a client
+// would re-send it with: JSON bodies as they are, protobuf bodies of
+// built-in kinds re-encoded as JSON, and server-side apply's YAML as JSON
+// (which is YAML too).
+func auditableBody(body []byte, contentType string) ([]byte, string, error) {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return nil, "", fmt.Errorf("content type %q: %w", contentType, err)
+	}
+	switch {
+	case isJSON(mt):
+		return body, mt, nil
+	case mt == k8swire.ContentTypeProtobuf:
+		j, err := k8swire.ProtobufToJSON(body)
+		return j, runtime.ContentTypeJSON, err
+	case mt == "application/apply-patch+yaml":
+		j, err := yaml.YAMLToJSON(body)
+		return j, mt, err
+	}
+	return nil, "", fmt.Errorf("content type %s is not recorded", mt)
 }
 
 func isJSON(contentType string) bool {

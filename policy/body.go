@@ -6,7 +6,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/kubegate/kubegate/k8swire"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
@@ -15,7 +16,7 @@ import (
 const (
 	ContentTypeJSON           = "application/json"
 	ContentTypeYAML           = "application/yaml"
-	ContentTypeProtobuf       = "application/vnd.kubernetes.protobuf"
+	ContentTypeProtobuf       = k8swire.ContentTypeProtobuf
 	ContentTypeJSONPatch      = "application/json-patch+json"
 	ContentTypeMergePatch     = "application/merge-patch+json"
 	ContentTypeStrategicPatch = "application/strategic-merge-patch+json"
@@ -24,17 +25,6 @@ const (
 
 // errBody marks a request body the engine cannot decode.
 var errBody = errors.New("cannot decode request body")
-
-// protobufDecoder decodes Kubernetes protobuf envelopes into the typed
-// objects of client-go's scheme, and nothing else: a JSON body sent as
-// protobuf is refused, as the apiserver refuses it.
-var protobufDecoder = func() runtime.Decoder {
-	info, ok := runtime.SerializerInfoForMediaType(scheme.Codecs.SupportedMediaTypes(), ContentTypeProtobuf)
-	if !ok {
-		return nil
-	}
-	return info.Serializer
-}()
 
 // mediaType is ct without parameters, lowercased.
 func mediaType(ct string) string {
@@ -122,10 +112,7 @@ func decodeJSON(b []byte) (any, error) {
 }
 
 func decodeProtobuf(b []byte) (any, error) {
-	if protobufDecoder == nil {
-		return nil, errors.New("no protobuf decoder in the client-go scheme")
-	}
-	obj, _, err := protobufDecoder.Decode(b, nil, nil)
+	obj, err := k8swire.DecodeProtobuf(b)
 	if err != nil {
 		return nil, err
 	}
