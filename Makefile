@@ -25,8 +25,9 @@ tools: ## Build the pinned kube-apiserver, etcd and Dex into the cache (minutes 
 	@hack/build-tools.sh >/dev/null
 
 .PHONY: build
-build: ## Build kubegate and the test kubelet into bin/
+build: ## Build kubegate and the test kubelet into bin/ (and bin/kubectl-kubegate, the kubectl plugin)
 	$(GO) build -o $(BIN)/ ./cmd/...
+	ln -sf kubegate $(BIN)/kubectl-kubegate
 
 .PHONY: test
 test: deps tools ## Run all tests: unit, and end to end through the real kubectl against a real control plane

@@ -258,6 +258,21 @@ func (r *Recording) Resize(width, height uint16) error {
 	return r.err
 }
 
+// Exit records the session's exit status as an "x" event (asciicast v3's
+// exit event, which asciicast v2 players skip), so that the recording
+// itself says how the session ended.
+func (r *Recording) Exit(code int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.usable(); err != nil {
+		return err
+	}
+	var buf [20]byte
+	r.fail(r.writeEvent(r.elapsed(), CodeExit, strconv.AppendInt(buf[:0], int64(code), 10), nil))
+	r.armFlush()
+	return r.err
+}
+
 func (r *Recording) write(s stream, p []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

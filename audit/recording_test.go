@@ -199,6 +199,11 @@ func TestRecordingEvents(t *testing.T) {
 			want:  []CastEvent{{Code: "r", Data: "120x40"}, {Code: "r", Data: "65535x0"}},
 		},
 		{
+			name:  "exit status",
+			calls: []call{{method: "out", data: "bye\n"}, {method: "exit", w: 7}},
+			want:  []CastEvent{{Code: "o", Data: "bye\n"}, {Code: "x", Data: "7"}},
+		},
+		{
 			name:  "empty chunks make no event",
 			calls: []call{{method: "out"}, {method: "in"}, {method: "err"}, {method: "out", data: "x"}},
 			want:  []CastEvent{{Code: "o", Data: "x"}},
@@ -223,6 +228,8 @@ func TestRecordingEvents(t *testing.T) {
 					err = r.ErrorOutput([]byte(c.data))
 				case "resize":
 					err = r.Resize(c.w, c.h)
+				case "exit":
+					err = r.Exit(int(c.w))
 				}
 				if err != nil {
 					t.Fatal(err)

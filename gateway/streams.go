@@ -111,10 +111,16 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, x *exchang
 		Tap: tap, ContinueWithoutRecording: continueUnrecorded, Log: g.cfg.Log.With("request_id", x.id),
 	})
 	if rec != nil {
+		if e, ok := rec.(exitRecorder); ok && x.session.result.ExitCode >= 0 {
+			_ = e.Exit(x.session.result.ExitCode) // a failure here surfaces from Close
+		}
 		x.session.summary, x.session.closeErr = rec.Close()
 	}
 	return nil
 }
+
+// exitRecorder is a recording that can note how the session ended.
+type exitRecorder interface{ Exit(code int) error }
 
 // boundSession ends the session at the rule's maximum duration.
 func boundSession(ctx context.Context, rules policy.SessionRules, rule string) (context.Context, context.CancelFunc) {

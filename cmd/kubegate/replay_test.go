@@ -196,7 +196,7 @@ func TestReplayAPI(t *testing.T) {
 	path := agentSession(t)
 	want := `OFFSET   VERB    RESOURCE          OBJECT    DECISION  CODE  NOTE                  AUDIT-ID
 +0.000s  get     configmaps        prod/cfg  allow     404   -                     e1
-+1.500s  create  configmaps        prod/*    allow     201   -                     e2
++1.500s  create  configmaps        prod/cfg  allow     201   -                     e2
 +2.000s  delete  apps/deployments  prod/web  deny      403   rule=no-prod-deletes  e3
 `
 	for name, args := range map[string][]string{

@@ -211,6 +211,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	defer hooksDone.Wait()
 	defer hcancel()
+	hooksDone.Go(func() { n.pruneApprovals(hctx) })
 	adminErr := make(chan error, 1)
 	go func() { adminErr <- n.admin.Serve(n.adminLn) }()
 	n.log.Info("kubegate serving", "addr", n.Addr(), "admin", n.AdminAddr())
@@ -228,6 +229,32 @@ func (n *Node) Run(ctx context.Context) error {
 		err = aerr
 	}
 	return err
+}
+
+// approvalRetention is how long decided access requests and ended grants
+// stay in the approval state; the audit log keeps them for good.
+const approvalRetention = 24 * time.Hour
+
+// pruneApprovals drops decided requests and ended grants older than
+// approvalRetention, hourly, so the replicated state stays small.
+func (n *Node) pruneApprovals(ctx context.Context) {
+	tick := time.NewTicker(time.Hour)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		res, err := n.raft.Apply(ctx, cluster.Command{Op: cluster.OpPrune, Now: now, Before: now.Add(-approvalRetention)})
+		if err == nil {
+			err = res.Err
+		}
+		if err != nil && ctx.Err() == nil {
+			n.log.Warn("pruning the approval state", "err", err)
+		}
+	}
 }
 
 // webhooks builds the notification webhooks.
