@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -14,25 +13,12 @@ import (
 // terminal, waits for approval, then runs a shell the person types into.
 func TestApprovalHoldsInteractiveExec(t *testing.T) {
 	a := approvals(t)
-	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Fatalf("tmux is not installed (make deps installs it): %v", err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	sock := fmt.Sprintf("kubegate-e2e-approvals-%d", os.Getpid())
-	tmux := func(args ...string) string {
-		t.Helper()
-		out, err := exec.CommandContext(ctx, "tmux", append([]string{"-L", sock}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("tmux %v: %v: %s", args, err, out)
-		}
-		return string(out)
-	}
 	kubectl := fmt.Sprintf("env KUBECONFIG=%s %s -n prod exec -it toolbox -- sh -c 'exec sh' held-shell; echo kubectl-exit=$?; sleep 600",
 		a.kubeconfig("agent"), kubectlBin())
-	tmux("new-session", "-d", "-s", "e2e", "-x", "100", "-y", "30", kubectl)
-	defer exec.Command("tmux", "-L", sock, "kill-server").Run()
-	screen := func() string { return tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", "e2e") }
+	term := startTmux(t, ctx, "approvals", kubectl)
+	screen := term.screen
 
 	held := a.waitPending(t, ctx, `exec pods "toolbox" in namespace "prod"`)
 	if !held.Target.TTY || !held.Target.Stdin || !strings.Contains(held.Summary, "held-shell") {
@@ -44,11 +30,11 @@ func TestApprovalHoldsInteractiveExec(t *testing.T) {
 	if r := a.kubegate(t, ctx, a.kubeconfig("approver"), "approve", held.ID, "--reason", "debugging"); r.code != 0 {
 		t.Fatalf("approve: %s", r.stderr)
 	}
-	tmux("send-keys", "-t", "e2e", "echo typed-$((6*7))", "Enter")
+	term.typeLine("echo typed-$((6*7))")
 	if !waitUntil(ctx, func() bool { return strings.Contains(screen(), "typed-42") }) {
 		t.Fatalf("the approved shell never ran the typed command; screen:\n%s", screen())
 	}
-	tmux("send-keys", "-t", "e2e", "exit 3", "Enter")
+	term.typeLine("exit 3")
 	if !waitUntil(ctx, func() bool { return strings.Contains(screen(), "kubectl-exit=3") }) {
 		t.Fatalf("kubectl did not exit with the shell's status; screen:\n%s", screen())
 	}

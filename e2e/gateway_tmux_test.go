@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -18,28 +17,15 @@ import (
 // events in the order they happened.
 func TestGatewayExecTTYInTmux(t *testing.T) {
 	g := gateway(t)
-	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Fatalf("tmux is not installed (make deps installs it): %v", err)
-	}
 	for _, proto := range protocols {
 		t.Run(proto.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 			defer cancel()
-			sock := fmt.Sprintf("kubegate-e2e-%d-%s", os.Getpid(), proto.name)
-			tmux := func(args ...string) string {
-				t.Helper()
-				out, err := exec.CommandContext(ctx, "tmux", append([]string{"-L", sock}, args...)...).CombinedOutput()
-				if err != nil {
-					t.Fatalf("tmux %v: %v: %s", args, err, out)
-				}
-				return string(out)
-			}
 			marker := "tmux-" + proto.name
 			kubectl := fmt.Sprintf("env KUBECONFIG=%s %s %s exec -it toolbox -- sh -c 'exec sh' %s; echo kubectl-exit=$?; sleep 600",
 				g.agentKubeconfig, strings.Join(proto.env, " "), kubectlBin(), marker)
-			tmux("new-session", "-d", "-s", "e2e", "-x", "100", "-y", "30", kubectl)
-			defer exec.Command("tmux", "-L", sock, "kill-server").Run()
-			screen := func() string { return tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", "e2e") }
+			term := startTmux(t, ctx, proto.name, kubectl)
+			tmux, screen := term.run, term.screen
 			sizeRe := regexp.MustCompile(`SZ(\d+)x(\d+)`)
 			askSize := func() string {
 				before := len(sizeRe.FindAllString(screen(), -1))

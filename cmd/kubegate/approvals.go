@@ -42,10 +42,31 @@ type apiClient struct {
 	client *http.Client
 }
 
-// kubeconfigFlags adds --kubeconfig and --context to fs.
-func kubeconfigFlags(fs *flag.FlagSet) (kubeconfig, kubeContext *string) {
-	return fs.String("kubeconfig", "", "kubeconfig file (default $KUBECONFIG, then ~/.kube/config)"),
-		fs.String("context", "", "kubeconfig context (default the current one)")
+// apiFlags is an approvals command's flags, --kubeconfig and --context
+// among them.
+type apiFlags struct {
+	*flag.FlagSet
+	kubeconfig, kubeContext *string
+}
+
+func newAPIFlags(name string) apiFlags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	return apiFlags{
+		FlagSet:     fs,
+		kubeconfig:  fs.String("kubeconfig", "", "kubeconfig file (default $KUBECONFIG, then ~/.kube/config)"),
+		kubeContext: fs.String("context", "", "kubeconfig context (default the current one)"),
+	}
+}
+
+// parse parses args, flags and positional arguments interleaved, and
+// connects to the gateway the kubeconfig names.
+func (f apiFlags) parse(args []string) ([]string, *apiClient, error) {
+	pos, _, err := parseInterleaved(f.FlagSet, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := newAPIClient(*f.kubeconfig, *f.kubeContext)
+	return pos, c, err
 }
 
 func newAPIClient(kubeconfig, kubeContext string) (*apiClient, error) {
@@ -112,8 +133,7 @@ func runRequest(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "create" {
 		return errors.New(approvalsUsage)
 	}
-	fs := flag.NewFlagSet("request create", flag.ContinueOnError)
-	kc, kctx := kubeconfigFlags(fs)
+	fs := newAPIFlags("request create")
 	verbs := fs.String("verbs", "", "comma-separated verbs, e.g. get,delete")
 	resources := fs.String("resources", "", "comma-separated resources, e.g. deployments,pods/exec")
 	groups := fs.String("api-groups", "", "comma-separated API groups, \"core\" for the core group (default any)")
@@ -121,10 +141,7 @@ func runRequest(ctx context.Context, args []string, stdout io.Writer) error {
 	names := fs.String("names", "", "comma-separated object names (default any)")
 	duration := fs.Duration("duration", 0, "how long the grant lasts once approved, e.g. 30m")
 	reason := fs.String("reason", "", "why you need the access (required)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	c, err := newAPIClient(*kc, *kctx)
+	_, c, err := fs.parse(args[1:])
 	if err != nil {
 		return err
 	}
@@ -147,15 +164,11 @@ func runRequest(ctx context.Context, args []string, stdout io.Writer) error {
 
 // runRequests lists access requests.
 func runRequests(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("requests", flag.ContinueOnError)
-	kc, kctx := kubeconfigFlags(fs)
+	fs := newAPIFlags("requests")
 	pending := fs.Bool("pending", false, "only requests waiting for a decision")
 	kind := fs.String("kind", "", "hold or grant (default both)")
 	output := fs.String("o", "", "json for the raw list")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	c, err := newAPIClient(*kc, *kctx)
+	_, c, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
@@ -192,10 +205,9 @@ func runRequests(ctx context.Context, args []string, stdout io.Writer) error {
 
 // runDecide approves or denies an access request.
 func runDecide(ctx context.Context, verb string, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
-	kc, kctx := kubeconfigFlags(fs)
+	fs := newAPIFlags(verb)
 	reason := fs.String("reason", "", "why (required to deny)")
-	pos, _, err := parseInterleaved(fs, args)
+	pos, c, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
@@ -204,10 +216,6 @@ func runDecide(ctx context.Context, verb string, args []string, stdout io.Writer
 	}
 	if verb == "deny" && strings.TrimSpace(*reason) == "" {
 		return errors.New("kubegate deny needs --reason: the requester is shown it")
-	}
-	c, err := newAPIClient(*kc, *kctx)
-	if err != nil {
-		return err
 	}
 	var v gateway.RequestView
 	if err := c.call(ctx, http.MethodPost, "/requests/"+url.PathEscape(pos[0])+"/"+verb, gateway.DecisionSpec{Reason: *reason}, &v); err != nil {
@@ -229,14 +237,10 @@ func runDecide(ctx context.Context, verb string, args []string, stdout io.Writer
 
 // runGrants lists grants.
 func runGrants(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("grants", flag.ContinueOnError)
-	kc, kctx := kubeconfigFlags(fs)
+	fs := newAPIFlags("grants")
 	all := fs.Bool("all", false, "everyone's grants (approvers only)")
 	output := fs.String("o", "", "json for the raw list")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	c, err := newAPIClient(*kc, *kctx)
+	_, c, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
@@ -271,19 +275,14 @@ func runGrants(ctx context.Context, args []string, stdout io.Writer) error {
 
 // runRevoke revokes a grant.
 func runRevoke(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("revoke", flag.ContinueOnError)
-	kc, kctx := kubeconfigFlags(fs)
+	fs := newAPIFlags("revoke")
 	reason := fs.String("reason", "", "why")
-	pos, _, err := parseInterleaved(fs, args)
+	pos, c, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
 		return errors.New("usage: kubegate revoke GRANT-ID [--reason TEXT]")
-	}
-	c, err := newAPIClient(*kc, *kctx)
-	if err != nil {
-		return err
 	}
 	var g cluster.Grant
 	if err := c.call(ctx, http.MethodPost, "/grants/"+url.PathEscape(pos[0])+"/revoke", gateway.DecisionSpec{Reason: *reason}, &g); err != nil {
