@@ -2,8 +2,15 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // TestApprovalReleasesHeldDelete: an agent's delete in prod blocks at the
@@ -161,4 +168,67 @@ func TestApprovalTwoPeople(t *testing.T) {
 	if res := del.wait(t, ctx); res.code != 0 {
 		t.Fatalf("delete after two approvals: exit %d: %s", res.code, userOutput(res.stderr))
 	}
+}
+
+// TestApprovalRefusesForgedApprovers: someone outside the approver groups,
+// and tokens that claim an approver's name and groups but are signed by a
+// key the issuer never published, or come from an issuer kubegate does not
+// trust, cannot decide; the request stays pending.
+func TestApprovalRefusesForgedApprovers(t *testing.T) {
+	a := approvals(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	admin, agent := a.kubeconfig("admin"), a.kubeconfig("agent")
+	mustSucceed(t, runKubectl(t, ctx, admin, protocols[0], nil, "-n", "prod", "create", "configmap", "forgery-target"), "create configmap")
+	del := startKubectl(t, ctx, agent, nil, "-n", "prod", "delete", "configmap", "forgery-target")
+	held := a.waitPending(t, ctx, `delete configmaps "forgery-target"`)
+
+	if r := a.kubegate(t, ctx, a.kubeconfig("ci-bot"), "approve", held.ID); r.code == 0 || !strings.Contains(r.stderr, "not in a group that may decide") {
+		t.Errorf("a ServiceAccount approving: exit %d, %s", r.code, r.stderr)
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for issuer, want := range map[string]string{a.env.Dex.Issuer: "invalid token", "https://idp.attacker.example": "token issuer is not configured"} {
+		claims := map[string]any{
+			"iss": issuer, "aud": a.env.Dex.ClientID, "sub": "forged", "email": "approver@kubegate.test",
+			"groups": []string{"approvers"}, "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(),
+		}
+		forged := filepath.Join(t.TempDir(), "forged.kubeconfig")
+		if err := a.env.WriteTokenKubeconfig(forged, a.st.URL, "dev", signJWT(t, key, claims)); err != nil {
+			t.Fatal(err)
+		}
+		if r := a.kubegate(t, ctx, forged, "approve", held.ID); r.code == 0 || !strings.Contains(r.stderr, want) {
+			t.Errorf("a forged token of issuer %s approving: exit %d, %s", issuer, r.code, r.stderr)
+		}
+	}
+	for _, v := range a.requests(t, ctx, "approver") {
+		if v.ID == held.ID && (v.State != "pending" || len(v.Approvals) != 0) {
+			t.Fatalf("after forged approvals the request is %s with %d approvals", v.State, len(v.Approvals))
+		}
+	}
+	if r := a.kubegate(t, ctx, a.kubeconfig("approver"), "deny", held.ID, "--reason", "cleanup"); r.code != 0 {
+		t.Fatalf("deny: %s", r.stderr)
+	}
+	del.wait(t, ctx)
+}
+
+// signJWT signs claims as a compact RS256 JWT.
+func signJWT(t *testing.T, key *rsa.PrivateKey, claims map[string]any) string {
+	t.Helper()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: "forged"}}, (&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(claims)
+	obj, err := signer.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := obj.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -298,14 +298,25 @@ func TestGrantRequestAPI(t *testing.T) {
 	}
 }
 
-// find returns the annotations of the first event match accepts, or nil.
+// find returns the annotations of the first event match accepts. The
+// gateway writes a request's event after its reply, so it waits for one.
 func (m *memSink) find(match func(map[string]string) bool) map[string]string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, ev := range m.evs {
-		if match(ev.Annotations) {
-			return ev.Annotations
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(time.Minute)
+	for {
+		m.mu.Lock()
+		for _, ev := range m.evs {
+			if match(ev.Annotations) {
+				m.mu.Unlock()
+				return ev.Annotations
+			}
+		}
+		m.mu.Unlock()
+		select {
+		case <-tick.C:
+		case <-deadline:
+			return nil
 		}
 	}
-	return nil
 }
