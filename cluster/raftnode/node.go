@@ -2,12 +2,11 @@ package raftnode
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,52 +18,43 @@ import (
 	"github.com/kubegate/kubegate/cluster"
 )
 
-// ErrDataDirInUse is returned by Open when another node, in this process
-// or another, has the data directory open.
-var ErrDataDirInUse = errors.New("raft data directory is in use")
-
-// ErrApplyTimeout is returned by Node.Apply when the cluster did not apply
-// the command within Config.ApplyTimeout.
-var ErrApplyTimeout = errors.New("timed out waiting for the cluster to apply the command")
-
 const (
 	// lockTimeout bounds the wait for the bolt file lock: a second node on
 	// the same data directory fails rather than hanging.
 	lockTimeout = time.Second
 	// retainSnapshots is how many snapshots the data directory keeps.
 	retainSnapshots = 2
+	// transportTimeout bounds Raft's I/O to a peer (scaled up for
+	// snapshots).
+	transportTimeout = 10 * time.Second
+	// transportPool is how many idle connections Raft keeps per peer.
+	transportPool = 3
 )
 
-// Config configures a Node. ID, DataDir and FSM are required.
-type Config struct {
-	// ID is the node's id in the Raft cluster. Required.
-	ID string
-	// DataDir holds raft.db (log and stable store) and snapshots/. It is
-	// created with mode 0700 if missing. Required.
-	DataDir string
-	// FSM is the state machine the node drives. It must be new (empty): the
-	// node fills it from DataDir. Required.
-	FSM *cluster.FSM
-	// Log receives Raft's warnings and errors. Nil means slog.Default().
-	Log *slog.Logger
-	// SnapshotThreshold is how many log entries since the last snapshot
-	// make Raft take another; as many entries are kept behind a snapshot
-	// for lagging followers. Zero means 1024.
-	SnapshotThreshold uint64
-	// ApplyTimeout bounds Node.Apply (a shorter context deadline wins) and
-	// the catch-up wait in Open. Zero means 10s.
-	ApplyTimeout time.Duration
-	// Transport connects the node to its peers. Nil means a single-node
-	// cluster on an in-memory transport whose address is ID, with short
-	// election timeouts since there is nobody to wait for.
-	Transport raft.Transport
-}
-
-// Node is a running Raft node applying commands to a cluster.FSM.
+// Node is a running Raft node applying commands to a cluster.FSM. Its
+// methods are safe for concurrent use.
 type Node struct {
-	cfg       Config
-	raft      *raft.Raft
-	store     *raftboltdb.BoltStore
+	cfg    Config // with defaults; Advertise is the address in use
+	raft   *raft.Raft
+	store  *raftboltdb.BoltStore
+	snaps  raft.SnapshotStore
+	fsm    *appliedFSM
+	peers  *peerListener // nil without Bind
+	dialer *peerDialer   // nil without Bind
+
+	// leaderChanged fires on Raft's leader and state changes.
+	leaderChanged signal
+	observer      *raft.Observer
+	observing     sync.WaitGroup
+	stopObserving chan struct{}
+
+	// ctx ends at Close, ending the peer RPC handlers.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// waitingToBeAdded is set when the node started with no state and
+	// neither Bootstrap nor Join.
+	waitingToBeAdded bool
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
@@ -76,6 +66,13 @@ type Stats struct {
 	State string
 	// Leader is the id of the leader this node knows, "" if none.
 	Leader string
+	// Term is the node's current Raft term.
+	Term uint64
+	// NumPeers is how many other voters the node's configuration has.
+	NumPeers int
+	// LastContact is when this node last heard from a leader while it was
+	// a follower; zero if never. It means nothing on the leader itself.
+	LastContact time.Time
 	// LastIndex is the index of the last entry in the node's log and
 	// CommitIndex of the last one known committed. AppliedIndex is the last
 	// entry Raft has handed to the FSM, Raft's own entries included; it is
@@ -84,37 +81,17 @@ type Stats struct {
 	LastIndex, AppliedIndex, CommitIndex uint64
 }
 
-func (cfg Config) withDefaults() (Config, error) {
-	switch {
-	case cfg.ID == "":
-		return cfg, errors.New("raftnode: Config.ID is required")
-	case cfg.DataDir == "":
-		return cfg, errors.New("raftnode: Config.DataDir is required")
-	case cfg.FSM == nil:
-		return cfg, errors.New("raftnode: Config.FSM is required")
-	case cfg.ApplyTimeout < 0:
-		return cfg, fmt.Errorf("raftnode: Config.ApplyTimeout %s is negative", cfg.ApplyTimeout)
-	case cfg.FSM.AppliedIndex() != 0 || len(cfg.FSM.Requests(cluster.Filter{})) != 0 || len(cfg.FSM.Grants("")) != 0:
-		return cfg, errors.New("raftnode: Config.FSM must be empty (use cluster.NewFSM); the node fills it from its data directory")
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
-	}
-	if cfg.SnapshotThreshold == 0 {
-		cfg.SnapshotThreshold = 1024
-	}
-	if cfg.ApplyTimeout == 0 {
-		cfg.ApplyTimeout = 10 * time.Second
-	}
-	return cfg, nil
-}
-
-// Open opens the node whose state is in cfg.DataDir, or creates it. With no
-// existing state it bootstraps a cluster of this node alone; with existing
-// state it restores the latest snapshot and replays the log after it. Open
-// returns once the node knows a leader (a single node: is the leader) and,
-// if it leads, the FSM has applied the whole log; or with an error when
-// ctx ends first.
+// Open opens the node whose state is in cfg.DataDir, or creates it, and
+// starts it. With existing state it restores the latest snapshot, replays
+// the log after it and rejoins its cluster (Bootstrap and Join are
+// ignored). With none it bootstraps, joins or waits to be added: see
+// Config.Bootstrap and Config.Join (the in-memory node always
+// bootstraps).
+//
+// Open returns once the node knows a leader (a node that bootstrapped
+// alone: is the leader) and its FSM has applied everything the leader had
+// applied then, so that reads after Open see the cluster's state; or with
+// an error when ctx ends first.
 func Open(ctx context.Context, cfg Config) (*Node, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -131,9 +108,14 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", dbPath, err)
 	}
-	n, err := start(cfg, store)
+	n, join, err := start(cfg, store)
 	if err != nil {
 		return nil, errors.Join(err, store.Close())
+	}
+	if join {
+		if err := n.join(ctx); err != nil {
+			return nil, errors.Join(err, n.Close())
+		}
 	}
 	if err := n.waitReady(ctx); err != nil {
 		return nil, errors.Join(err, n.Close())
@@ -141,52 +123,99 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// start creates the Raft instance over store, bootstrapping it if new.
-func start(cfg Config, store *raftboltdb.BoltStore) (*Node, error) {
-	hlog := newHCLogger(cfg.Log)
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, retainSnapshots, hlog)
+// start creates the node's transport and Raft instance over store,
+// bootstrapping it if so configured. join reports that the node must
+// still join its cluster.
+func start(cfg Config, store *raftboltdb.BoltStore) (n *Node, join bool, err error) {
+	rc := cfg.raftConfig()
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, retainSnapshots, rc.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("opening snapshot store: %w", err)
+		return nil, false, fmt.Errorf("opening snapshot store: %w", err)
 	}
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(cfg.ID)
-	rc.Logger = hlog
-	rc.SnapshotThreshold = cfg.SnapshotThreshold
-	rc.TrailingLogs = cfg.SnapshotThreshold
-	trans := cfg.Transport
-	if trans == nil {
-		_, trans = raft.NewInmemTransport(raft.ServerAddress(cfg.ID))
-		rc.HeartbeatTimeout = 100 * time.Millisecond
-		rc.ElectionTimeout = 100 * time.Millisecond
-		rc.LeaderLeaseTimeout = 100 * time.Millisecond
-	}
-
 	existing, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {
-		return nil, fmt.Errorf("reading raft state: %w", err)
+		return nil, false, fmt.Errorf("reading raft state: %w", err)
 	}
-	if !existing {
-		self := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr()}}}
-		if err := raft.BootstrapCluster(rc, store, store, snaps, trans, self); err != nil {
-			return nil, fmt.Errorf("bootstrapping a single-node cluster: %w", err)
+
+	n = &Node{cfg: cfg, store: store, snaps: snaps, fsm: &appliedFSM{fsm: cfg.FSM}, stopObserving: make(chan struct{})}
+	var trans raft.Transport
+	inmem := cfg.Bind == "" && cfg.Transport == nil
+	switch {
+	case cfg.Bind != "":
+		server, client := peerTLS(cfg.TLS, cfg.PeerNames)
+		n.dialer = &peerDialer{tls: client, conns: &connSet{}}
+		if n.peers, err = listenPeers(cfg.Bind, cfg.Advertise, server, n.dialer, cfg.Log); err != nil {
+			return nil, false, err
+		}
+		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream: n.peers, MaxPool: transportPool, Timeout: transportTimeout, Logger: rc.Logger,
+		})
+	case cfg.Transport != nil:
+		trans = cfg.Transport
+	default:
+		_, trans = raft.NewInmemTransport(raft.ServerAddress(cfg.ID))
+	}
+	n.cfg.Advertise = string(trans.LocalAddr())
+	closeTrans := func() {
+		if c, ok := trans.(raft.WithClose); ok && cfg.Transport == nil {
+			c.Close()
 		}
 	}
-	r, err := raft.NewRaft(rc, cfg.FSM, store, store, snaps, trans)
-	if err != nil {
-		return nil, fmt.Errorf("starting raft: %w", err)
+
+	if !existing && (inmem || cfg.Bootstrap) {
+		self := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr()}}}
+		if err := raft.BootstrapCluster(rc, store, store, snaps, trans, self); err != nil {
+			closeTrans()
+			return nil, false, fmt.Errorf("bootstrapping a cluster of this node: %w", err)
+		}
 	}
-	n := &Node{cfg: cfg, raft: r, store: store}
-	if cfg.Transport == nil && !n.isVoter() {
-		return nil, errors.Join(
+	n.waitingToBeAdded = !existing && !inmem && !cfg.Bootstrap && len(cfg.Join) == 0
+	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, trans)
+	if err != nil {
+		closeTrans()
+		return nil, false, fmt.Errorf("starting raft: %w", err)
+	}
+	n.raft = r
+	if inmem && !n.isVoter() {
+		return nil, false, errors.Join(
 			fmt.Errorf("node %q is not a voter in the cluster stored in %s (was the data directory created under another id?)", cfg.ID, cfg.DataDir),
 			r.Shutdown().Error())
 	}
-	return n, nil
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.observe()
+	if n.peers != nil {
+		n.peers.serve(n.serveRPC)
+	}
+	return n, !existing && !inmem && !cfg.Bootstrap && len(cfg.Join) > 0, nil
+}
+
+// observe passes Raft's leader and state changes on to n.leaderChanged.
+func (n *Node) observe() {
+	ch := make(chan raft.Observation, 16)
+	n.observer = raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.RaftState:
+			return true
+		}
+		return false
+	})
+	n.raft.RegisterObserver(n.observer)
+	n.observing.Go(func() {
+		for {
+			select {
+			case <-ch:
+				n.leaderChanged.notify()
+			case <-n.stopObserving:
+				return
+			}
+		}
+	})
 }
 
 // isVoter reports whether this node is a voter in the latest configuration.
 func (n *Node) isVoter() bool {
-	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+	servers, _ := n.servers()
+	for _, s := range servers {
 		if s.ID == raft.ServerID(n.cfg.ID) && s.Suffrage == raft.Voter {
 			return true
 		}
@@ -194,20 +223,11 @@ func (n *Node) isVoter() bool {
 	return false
 }
 
-// waitReady waits for Ready and then, on the leader, for the FSM to apply
-// everything in the log, so that reads after Open see the restored state.
+// waitReady waits for Ready and then Syncs, so that reads after Open see
+// the cluster's state.
 func (n *Node) waitReady(ctx context.Context) error {
-	obs := make(chan raft.Observation, 16)
-	o := raft.NewObserver(obs, false, func(o *raft.Observation) bool {
-		switch o.Data.(type) {
-		case raft.LeaderObservation, raft.RaftState:
-			return true
-		}
-		return false
-	})
-	n.raft.RegisterObserver(o)
-	defer n.raft.DeregisterObserver(o)
 	for {
+		changed := n.leaderChanged.wait()
 		err := n.Ready()
 		if err == nil {
 			break
@@ -215,114 +235,60 @@ func (n *Node) waitReady(ctx context.Context) error {
 		if errors.Is(err, cluster.ErrClusterShutdown) {
 			return fmt.Errorf("waiting for a raft leader: %w", err)
 		}
+		// Contact with the leader is a matter of time too: look again now
+		// and then.
+		t := time.NewTimer(n.retryInterval())
 		select {
-		case <-obs:
+		case <-changed:
+		case <-t.C:
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for a raft leader: %w (%w)", ctx.Err(), err)
+			t.Stop()
+			if n.waitingToBeAdded {
+				return fmt.Errorf("this node has no state and neither Config.Bootstrap nor Config.Join is set, so it waits for a member to add it (AddVoter %s %s): %w (%w)",
+					n.cfg.ID, n.cfg.Advertise, ctxErr(ctx), err)
+			}
+			return fmt.Errorf("waiting for a raft leader: %w (%w)", ctxErr(ctx), err)
 		}
+		t.Stop()
 	}
-	if n.raft.State() != raft.Leader {
+	if n.dialer == nil && n.raft.State() != raft.Leader {
+		// A follower on a caller's Transport cannot ask the leader how far
+		// to catch up; it goes on catching up as Raft sends it entries.
 		return nil
 	}
-	ctx, cancel := context.WithTimeoutCause(ctx, n.cfg.ApplyTimeout, ErrApplyTimeout)
-	defer cancel()
-	if err := wait(ctx, n.raft.Barrier(remaining(ctx))); err != nil {
-		return fmt.Errorf("replaying the raft log: %w", err)
+	if err := n.Sync(ctx); err != nil {
+		return fmt.Errorf("catching up with the cluster: %w", err)
 	}
 	return nil
 }
 
-// Apply proposes c to the cluster and returns the FSM's Result, whose Err
-// is the state machine's refusal. The error is the replication layer's:
-// cluster.ErrNotLeader (propose on the leader), cluster.ErrClusterShutdown,
-// ErrApplyTimeout, or ctx's error. After ErrNotLeader for a lost leadership,
-// a timeout or ctx's end, c may still be applied: commands carry their
-// ids, so a retry is refused as a duplicate or joins the first attempt.
-func (n *Node) Apply(ctx context.Context, c cluster.Command) (cluster.Result, error) {
-	if n.closed.Load() {
-		return cluster.Result{}, fmt.Errorf("applying %s: %w", c.Op, cluster.ErrClusterShutdown)
-	}
-	data, err := json.Marshal(c)
-	if err != nil {
-		return cluster.Result{}, fmt.Errorf("encoding %s command: %w", c.Op, err)
-	}
-	ctx, cancel := context.WithTimeoutCause(ctx, n.cfg.ApplyTimeout, ErrApplyTimeout)
-	defer cancel()
-	if ctx.Err() != nil {
-		return cluster.Result{}, fmt.Errorf("applying %s: %w", c.Op, ctxErr(ctx))
-	}
-	f := n.raft.Apply(data, remaining(ctx))
-	if err := wait(ctx, f); err != nil {
-		return cluster.Result{}, fmt.Errorf("applying %s: %w", c.Op, err)
-	}
-	res, ok := f.Response().(cluster.Result)
-	if !ok {
-		return cluster.Result{}, fmt.Errorf("applying %s: the state machine returned a %T, not a cluster.Result", c.Op, f.Response())
-	}
-	return res, nil
+// retryInterval is how long the node waits before it looks again at a
+// condition no event announces: Raft's heartbeat interval.
+func (n *Node) retryInterval() time.Duration {
+	return max(n.cfg.HeartbeatTimeout/10, 5*time.Millisecond)
 }
 
-// remaining is the time left until ctx's deadline, at least a millisecond
-// (Raft reads a zero timeout as none).
-func remaining(ctx context.Context) time.Duration {
-	d, _ := ctx.Deadline() // always set: callers add ApplyTimeout
-	return max(time.Until(d), time.Millisecond)
+// bound bounds ctx by Config.ApplyTimeout.
+func (n *Node) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, n.cfg.ApplyTimeout, ErrApplyTimeout)
 }
 
-// ctxErr is ctx's error, with its cause (ErrApplyTimeout) when that differs.
-func ctxErr(ctx context.Context) error {
-	err, cause := ctx.Err(), context.Cause(ctx)
-	if cause == nil || cause == err {
-		return err
-	}
-	return fmt.Errorf("%w: %w", cause, err)
-}
+// ID is the node's id, Config.ID.
+func (n *Node) ID() string { return n.cfg.ID }
 
-// wait waits for f, or for ctx to end, and translates Raft's errors.
-func wait(ctx context.Context, f raft.Future) error {
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("%w (the outcome is unknown)", ctxErr(ctx))
-	}
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
-		errors.Is(err, raft.ErrLeadershipTransferInProgress):
-		return fmt.Errorf("%w: %w", cluster.ErrNotLeader, err)
-	case errors.Is(err, raft.ErrRaftShutdown):
-		return fmt.Errorf("%w: %w", cluster.ErrClusterShutdown, err)
-	case errors.Is(err, raft.ErrEnqueueTimeout):
-		return fmt.Errorf("%w: %w", ErrApplyTimeout, err)
-	}
-	return err
+// Addr is the address the other nodes reach this one at: Config.Advertise,
+// or the address its listener is bound to, or its transport's address.
+func (n *Node) Addr() string { return n.cfg.Advertise }
+
+// Leader returns the id and address of the leader this node knows; both
+// are "" when it knows none.
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
 }
 
 // FSM returns the state machine the node drives, for reads.
 func (n *Node) FSM() *cluster.FSM { return n.cfg.FSM }
-
-// Ready returns nil when the node can serve: it knows a leader and, if it
-// is the cluster's only voter, is that leader. Otherwise the error says
-// why.
-func (n *Node) Ready() error {
-	state := n.raft.State()
-	if n.closed.Load() || state == raft.Shutdown {
-		return cluster.ErrClusterShutdown
-	}
-	_, leader := n.raft.LeaderWithID()
-	if leader == "" {
-		return fmt.Errorf("%w: no leader known (this node is %s)", cluster.ErrNotLeader, state)
-	}
-	servers := n.raft.GetConfiguration().Configuration().Servers
-	if len(servers) == 1 && servers[0].ID == raft.ServerID(n.cfg.ID) && state != raft.Leader {
-		return fmt.Errorf("%w: this node is the only voter but is %s", cluster.ErrNotLeader, state)
-	}
-	return nil
-}
 
 // Snapshot makes Raft take a snapshot now, and compact the log behind it.
 // With nothing applied since the last snapshot it does nothing.
@@ -343,21 +309,40 @@ func (n *Node) Snapshot() error {
 // Stats returns the node's Raft status.
 func (n *Node) Stats() Stats {
 	_, leader := n.raft.LeaderWithID()
+	rs := n.raft.Stats()
+	term, _ := strconv.ParseUint(rs["term"], 10, 64)
+	peers, _ := strconv.Atoi(rs["num_peers"])
 	return Stats{
 		State:        n.raft.State().String(),
 		Leader:       string(leader),
+		Term:         term,
+		NumPeers:     peers,
+		LastContact:  n.raft.LastContact(),
 		LastIndex:    n.raft.LastIndex(),
 		AppliedIndex: n.raft.AppliedIndex(),
 		CommitIndex:  n.raft.CommitIndex(),
 	}
 }
 
-// Close shuts Raft down (closing its transport) and closes the store.
-// Later calls return the first call's result.
+// Close shuts Raft down, closes the peer listener and every peer
+// connection, waits for the peer RPC handlers (whose contexts it ends) to
+// return, and closes the store. It does not hand leadership over first:
+// call TransferLeadership before, for a rolling restart. Later calls
+// return the first call's result.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.closed.Store(true)
-		n.closeErr = errors.Join(n.raft.Shutdown().Error(), n.store.Close())
+		n.cancel()
+		err := n.raft.Shutdown().Error() // closes the transport, so the listener
+		if n.peers != nil {
+			n.peers.Close()
+			n.peers.wait()
+		}
+		n.raft.DeregisterObserver(n.observer)
+		close(n.stopObserving)
+		n.observing.Wait()
+		n.leaderChanged.notify()
+		n.closeErr = errors.Join(err, n.store.Close())
 	})
 	return n.closeErr
 }
