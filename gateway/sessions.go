@@ -16,7 +16,9 @@ var ErrSessionKilled = errors.New("kubegate ended the session")
 
 // LiveSession describes a session in progress.
 type LiveSession struct {
-	ID        string    `json:"id"`
+	ID string `json:"id"`
+	// Node is the kubegate node that carries the session.
+	Node      string    `json:"node,omitempty"`
 	User      string    `json:"user"`
 	Kind      string    `json:"kind"` // exec, attach or portforward
 	Namespace string    `json:"namespace"`

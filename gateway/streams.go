@@ -88,7 +88,7 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, x *exchang
 		x.session.closeErr = fmt.Errorf("opening the session recording: %w", err)
 	}
 	ctx, done := g.sessions.add(r.Context(), LiveSession{
-		ID: x.id, User: x.principal.User, Kind: x.req.Subresource, Namespace: x.req.Namespace, Pod: x.req.Name,
+		ID: x.id, Node: g.cfg.NodeID, User: x.principal.User, Kind: x.req.Subresource, Namespace: x.req.Namespace, Pod: x.req.Name,
 		Container: s.Container, Command: s.Command, TTY: s.TTY, Protocol: string(x.req.Upgrade), Started: x.start,
 	})
 	defer done()
@@ -137,7 +137,7 @@ func boundSession(ctx context.Context, rules policy.SessionRules, rule string) (
 func (g *Gateway) servePortForward(w http.ResponseWriter, r *http.Request, x *exchange, upstream *rest.Config, u *url.URL) error {
 	x.session = &session{}
 	ctx, done := g.sessions.add(r.Context(), LiveSession{
-		ID: x.id, User: x.principal.User, Kind: "portforward", Namespace: x.req.Namespace, Pod: x.req.Name,
+		ID: x.id, Node: g.cfg.NodeID, User: x.principal.User, Kind: "portforward", Namespace: x.req.Namespace, Pod: x.req.Name,
 		Protocol: string(x.req.Upgrade), Started: x.start,
 	})
 	defer done()

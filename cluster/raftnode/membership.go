@@ -3,6 +3,8 @@ package raftnode
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
@@ -173,6 +175,11 @@ func (n *Node) join(ctx context.Context) error {
 			}
 			last = fmt.Errorf("via %s: %w", addr, err)
 			n.cfg.Log.Warn("joining the cluster", "peer", addr, "error", err)
+			if isCertificateError(err) {
+				// Certificates do not change while we wait: a peer that
+				// refuses ours, or one we refuse, will do so again.
+				return fmt.Errorf("joining the cluster: %w", last)
+			}
 			if ctx.Err() != nil {
 				break
 			}
@@ -188,4 +195,13 @@ func (n *Node) join(ctx context.Context) error {
 			return fmt.Errorf("joining the cluster via %q: %w (last attempt %w)", n.cfg.Join, ctxErr(ctx), last)
 		}
 	}
+}
+
+// isCertificateError reports a TLS failure over certificates: ours refused
+// by the peer (its alert), or the peer's refused by us.
+func isCertificateError(err error) bool {
+	var alert tls.AlertError
+	var verify *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	return errors.As(err, &alert) || errors.As(err, &verify) || errors.As(err, &unknown)
 }

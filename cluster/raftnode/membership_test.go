@@ -205,3 +205,26 @@ func TestCallersTransport(t *testing.T) {
 		t.Errorf("Apply on a follower without peer RPC: %v, want ErrNotLeader", err)
 	}
 }
+
+// TestJoinWithForeignCertificateFailsAtOnce: a node whose certificate the
+// cluster's CA never signed gets a clear error from Open, not a wait until
+// its context ends: certificates do not change by retrying.
+func TestJoinWithForeignCertificateFailsAtOnce(t *testing.T) {
+	c := newTestCluster(t)
+	n1 := c.start(1)[0]
+	cfg := c.config("n2")
+	cfg.TLS = newCA(t, "another CA").tlsConfig(t, "n2")
+	cfg.Join = []string{n1.Addr()}
+	ctx := testCtx(t)
+	n, err := Open(ctx, cfg)
+	if err == nil {
+		n.Close()
+		t.Fatal("a node with a foreign certificate joined")
+	}
+	if ctx.Err() != nil || !isCertificateError(err) {
+		t.Fatalf("Open = %v (context: %v); want a certificate error before the context ends", err, ctx.Err())
+	}
+	if members, _ := n1.Members(); len(members) != 1 {
+		t.Errorf("members after the refused join: %+v", members)
+	}
+}

@@ -105,10 +105,13 @@ func runSessions(ctx context.Context, args []string) error {
 	if err := json.NewDecoder(resp.Body).Decode(&live); err != nil {
 		return fmt.Errorf("decoding sessions: %w", err)
 	}
+	if missing := resp.Header.Get("X-Kubegate-Unreachable-Nodes"); missing != "" {
+		fmt.Fprintf(os.Stderr, "warning: nodes %s did not answer; their sessions are not listed\n", missing)
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tUSER\tKIND\tPOD\tCOMMAND\tTTY\tAGE")
+	fmt.Fprintln(tw, "ID\tNODE\tUSER\tKIND\tPOD\tCOMMAND\tTTY\tAGE")
 	for _, s := range live {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%s\t%s\t%t\t%s\n", s.ID, s.User, s.Kind, s.Namespace, s.Pod,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\t%s\t%t\t%s\n", s.ID, s.Node, s.User, s.Kind, s.Namespace, s.Pod,
 			strings.Join(s.Command, " "), s.TTY, time.Since(s.Started).Round(time.Second))
 	}
 	return tw.Flush()

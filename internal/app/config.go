@@ -45,6 +45,31 @@ type ClusterConfig struct {
 	// DataDir holds the Raft log and snapshots. Empty means a "raft"
 	// folder beside the audit file.
 	DataDir string `json:"dataDir"`
+	// Bind is the peer address (Raft and node-to-node calls, mutual TLS).
+	// Empty means a single node with no peer listener.
+	Bind string `json:"bind"`
+	// Advertise is the address other nodes dial. Empty means Bind.
+	Advertise string `json:"advertise"`
+	// Bootstrap starts a new cluster of this node alone, when DataDir
+	// holds no state yet. BootstrapNodeID does the same for the node whose
+	// NodeID it names, so that one config serves every node.
+	Bootstrap       bool   `json:"bootstrap"`
+	BootstrapNodeID string `json:"bootstrapNodeID"`
+	// Join lists peer addresses to ask for membership when DataDir holds
+	// no state and this node does not bootstrap. This node's own address
+	// may be among them.
+	Join []string `json:"join"`
+	// TLS is the node's peer certificate and the cluster CA; required with
+	// Bind. Peers must present a certificate from this CA.
+	TLS PeerTLSConfig `json:"tls"`
+}
+
+// PeerTLSConfig names a node's peer certificate, its key and the CA every
+// node's certificate is signed by.
+type PeerTLSConfig struct {
+	CertFile string `json:"certFile"`
+	KeyFile  string `json:"keyFile"`
+	CAFile   string `json:"caFile"`
 }
 
 // ApprovalsConfig configures requests for time-bound grants and who is
@@ -147,9 +172,18 @@ type FileSinkConfig struct {
 // LoadConfig reads and validates a configuration file. Unknown fields are
 // errors, so a typo never silently drops a setting.
 func LoadConfig(path string) (*Config, error) {
+	return LoadConfigWith(path, nil)
+}
+
+// LoadConfigWith is LoadConfig with a change applied before validation,
+// such as command-line overrides of per-node settings.
+func LoadConfigWith(path string, change func(*Config)) (*Config, error) {
 	c, err := readConfig(path)
 	if err != nil {
 		return nil, err
+	}
+	if change != nil {
+		change(c)
 	}
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
@@ -204,6 +238,13 @@ func (c *Config) validate() error {
 	}
 	if c.Cluster.DataDir == "" {
 		c.Cluster.DataDir = filepath.Join(filepath.Dir(c.Audit.File.Path), "raft")
+	}
+	if cl := c.Cluster; cl.Bind != "" {
+		if cl.TLS.CertFile == "" || cl.TLS.KeyFile == "" || cl.TLS.CAFile == "" {
+			return errors.New("cluster.tls.certFile, keyFile and caFile are required with cluster.bind: peers talk mutual TLS only")
+		}
+	} else if cl.Bootstrap || cl.BootstrapNodeID != "" || len(cl.Join) > 0 {
+		return errors.New("cluster.bootstrap and cluster.join need cluster.bind")
 	}
 	for i, w := range c.Approvals.Webhooks {
 		if w.URL == "" {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/kubegate/kubegate/policy"
+	"sigs.k8s.io/yaml"
 )
 
 func TestExampleConfigLoads(t *testing.T) {
@@ -42,5 +43,43 @@ func TestBadConfigsAreClearErrors(t *testing.T) {
 				t.Errorf("err = %v, want mention of %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestDeployConfigLoads: the configuration in deploy/kubernetes's ConfigMap
+// loads, with the per-node settings the StatefulSet passes as flags.
+func TestDeployConfigLoads(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/kubernetes/configmap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm struct {
+		Data map[string]string `json:"data"`
+	}
+	if err := yaml.Unmarshal(b, &cm); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubegate.yaml")
+	if err := os.WriteFile(path, []byte(cm.Data["kubegate.yaml"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), "need cluster.bind") {
+		t.Fatalf("without the per-node flags: %v, want an error naming cluster.bind", err)
+	}
+	if _, err := LoadConfigWith(path, func(c *Config) { c.Cluster.Bind = "0.0.0.0:7001" }); err == nil || !strings.Contains(err.Error(), "cluster.tls") {
+		t.Fatalf("without a peer certificate: %v, want an error naming cluster.tls", err)
+	}
+	cfg, err := LoadConfigWith(path, func(c *Config) {
+		c.Cluster.NodeID, c.Cluster.Bind = "kubegate-1", "0.0.0.0:7001"
+		c.Cluster.TLS.CertFile, c.Cluster.TLS.KeyFile = "/etc/kubegate/peer/kubegate-1.crt", "/etc/kubegate/peer/kubegate-1.key"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Cluster.BootstrapNodeID != "kubegate-0" || len(cfg.Cluster.Join) != 3 || cfg.Cluster.TLS.CAFile == "" {
+		t.Errorf("cluster config %+v", cfg.Cluster)
+	}
+	if _, err := policy.New(cfg.Policy); err != nil {
+		t.Errorf("deploy policy does not compile: %v", err)
 	}
 }

@@ -91,9 +91,8 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 	for _, h := range hooks {
 		notifier = append(notifier, h)
 	}
-	octx, ocancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer ocancel()
-	rn, err := raftnode.Open(octx, raftnode.Config{ID: cfg.Cluster.NodeID, DataDir: cfg.Cluster.DataDir, FSM: cluster.NewFSM(), Log: log.With("component", "raft")})
+	var gwRef *gateway.Gateway // for peers' session calls, set below
+	rn, err := openCluster(cfg.Cluster, &gwRef, log)
 	if err != nil {
 		return nil, fmt.Errorf("approval state in %s: %w", cfg.Cluster.DataDir, err)
 	}
@@ -103,19 +102,20 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 		}
 	}()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newRaftCollector(rn))
 	gw, err := gateway.New(gateway.Config{
 		Upstream: upstream, Transport: transport, Authenticator: authn, Policy: engine,
 		Audit: sink, Metrics: gateway.NewMetrics(reg), Log: log,
 		StreamUpstream: restCfg, Recorder: recorder(cfg.Audit.Recordings.Dir),
 		ForwardCapture: forwardCapture(cfg.Audit.Recordings.Dir),
-		Approvals:      rn, GrantApprovers: engine.DefaultApprovers(), NodeID: cfg.Cluster.NodeID,
+		Approvals:      newTimedApprovals(rn, reg), GrantApprovers: engine.DefaultApprovers(), NodeID: cfg.Cluster.NodeID,
 		MaxGrantDuration: time.Duration(cfg.Approvals.MaxGrantDuration), GrantRequestTTL: time.Duration(cfg.Approvals.GrantRequestTTL),
 		Notifier: notifier,
 	})
 	if err != nil {
 		return nil, err
 	}
+	gwRef = gw
 	front, err := tlsfront.New(tlsfront.Config{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, Handler: gw, Log: log})
 	if err != nil {
 		return nil, err
@@ -178,9 +178,13 @@ func (n *Node) adminHandler(reg *prometheus.Registry) http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	sessions := n.gw.Sessions().Handler()
+	sessions := clusterSessions{node: n.raft, gw: n.gw, log: n.log}.handler()
 	mux.Handle("GET /sessions", sessions)
 	mux.Handle("POST /sessions/{id}/kill", sessions)
+	members := clusterHandler(n.raft)
+	mux.Handle("GET /cluster", members)
+	mux.Handle("POST /cluster/members", members)
+	mux.Handle("DELETE /cluster/members/{id}", members)
 	return mux
 }
 
@@ -219,6 +223,13 @@ func (n *Node) Run(ctx context.Context) error {
 	// The listener no longer accepts; streams in progress get until the
 	// drain deadline to finish, then are closed with a message (their
 	// recordings are completed as they end).
+	// Hand leadership to another node first, so approvals go on while this
+	// one drains (a no-op when alone or not the leader).
+	tctx, tcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := n.raft.TransferLeadership(tctx); err != nil {
+		n.log.Warn("transferring Raft leadership", "err", err)
+	}
+	tcancel()
 	dctx, dcancel := context.WithTimeout(context.Background(), n.drain)
 	n.gw.Sessions().Drain(dctx, "kubegate is shutting down")
 	dcancel()

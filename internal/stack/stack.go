@@ -93,7 +93,7 @@ func Start(ctx context.Context, env *testenv.Env, o Options) (*Stack, error) {
 	if o.Binary != "" {
 		// A child process must come back on the same ports after a
 		// restart: the kubeconfigs name them.
-		o.Listen, adminListen = freeAddr(), freeAddr()
+		o.Listen, adminListen = FreeAddr(), FreeAddr()
 	}
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1:0"
@@ -288,8 +288,8 @@ func (p readyzProbe) Ready(ctx context.Context) error {
 	return nil
 }
 
-// freeAddr returns a loopback address whose port was free a moment ago.
-func freeAddr() string {
+// FreeAddr returns a loopback address whose port was free a moment ago.
+func FreeAddr() string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
