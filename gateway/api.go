@@ -94,6 +94,15 @@ func (g *Gateway) serveAPI(w http.ResponseWriter, r *http.Request, x *exchange) 
 	if g.cfg.Approvals == nil {
 		return g.apiError(w, x, fmt.Errorf("%w: no approval state is configured", ErrApprovalsUnavailable))
 	}
+	if r.Method == http.MethodGet {
+		// Reads come from this node's replica; one cut off from the
+		// leader could serve a stale view, so it refuses instead.
+		if rd, ok := g.cfg.Approvals.(interface{ Ready() error }); ok {
+			if err := rd.Ready(); err != nil {
+				return g.apiError(w, x, fmt.Errorf("%w: this node's copy may be stale: %w", ErrApprovalsUnavailable, err))
+			}
+		}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+APIPrefix+"requests", func(w http.ResponseWriter, r *http.Request) { g.apiListRequests(w, r, x) })
 	mux.HandleFunc("POST "+APIPrefix+"requests", func(w http.ResponseWriter, r *http.Request) { g.apiCreateGrantRequest(w, r, x) })

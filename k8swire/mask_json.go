@@ -308,6 +308,9 @@ func (w *jsonMasker) lastApplied(lo, hi, first int) {
 		return
 	}
 	c := w.kids[la]
+	if bytes.Equal(w.data[c.start:c.end], markerJSON) {
+		return
+	}
 	for _, e := range w.edits[first:] {
 		if e.start == c.start {
 			return

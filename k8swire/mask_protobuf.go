@@ -130,8 +130,8 @@ func pathTyped(v reflect.Value, segs []pathSeg, r *maskRule) bool {
 		if len(segs) > 1 {
 			return pathTyped(fv, segs[1:], r)
 		}
-		if r.nameRE != nil && !nameMatchesTyped(v, r.nameRE) {
-			return false
+		if r.nameRE != nil && !nameMatchesTyped(v, r.nameRE) || f.omitEmpty && fv.IsZero() {
+			return false // absent from JSON, so not masked there either
 		}
 		return maskTypedValue(fv, r.keyRE)
 	case reflect.Map:
@@ -224,10 +224,12 @@ func maskTypedValue(v reflect.Value, keyRE *regexp.Regexp) bool {
 		return changed
 	case reflect.Struct:
 		changed := false
-		for i := range v.NumField() {
-			if v.Type().Field(i).IsExported() {
-				changed = maskTypedValue(v.Field(i), nil) || changed
+		for _, f := range jsonFields(v.Type()) {
+			fv, err := v.FieldByIndexErr(f.index)
+			if err != nil || f.omitEmpty && fv.IsZero() {
+				continue
 			}
+			changed = maskTypedValue(fv, nil) || changed
 		}
 		return changed
 	}

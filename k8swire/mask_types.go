@@ -81,6 +81,8 @@ type jsonField struct {
 	name  string
 	index []int
 	typ   reflect.Type
+	// omitEmpty fields are absent from JSON when zero.
+	omitEmpty bool
 }
 
 var jsonFieldCache sync.Map // reflect.Type -> []jsonField
@@ -100,7 +102,7 @@ func jsonFields(t reflect.Type) []jsonField {
 			if tag == "-" {
 				continue
 			}
-			name, _, _ := strings.Cut(tag, ",")
+			name, opts, _ := strings.Cut(tag, ",")
 			index := append(slices.Clone(prefix), i)
 			if f.Anonymous && name == "" {
 				ft := f.Type
@@ -119,7 +121,8 @@ func jsonFields(t reflect.Type) []jsonField {
 				name = f.Name
 			}
 			if !slices.ContainsFunc(fs, func(g jsonField) bool { return g.name == name }) {
-				fs = append(fs, jsonField{name: name, index: index, typ: f.Type})
+				omit := slices.Contains(strings.Split(opts, ","), "omitempty")
+				fs = append(fs, jsonField{name: name, index: index, typ: f.Type, omitEmpty: omit})
 			}
 		}
 	}

@@ -18,6 +18,10 @@ var ErrDataDirInUse = errors.New("raft data directory is in use")
 // the command within Config.ApplyTimeout.
 var ErrApplyTimeout = errors.New("timed out waiting for the cluster to apply the command")
 
+// ErrNoCluster is a join refused by a node that is itself in no cluster
+// yet (it waits to join one, too).
+var ErrNoCluster = errors.New("this node is in no cluster yet")
+
 // errNotApplied marks an error after which the command or change was
 // certainly not carried out, so that trying again (on the next leader) is
 // safe: the node asked was not the leader and proposed nothing, or the
@@ -82,6 +86,7 @@ var wireSentinels = []struct {
 	{"unknownMethod", ErrUnknownMethod},
 	{"unknownNode", ErrUnknownNode},
 	{"notApplied", errNotApplied},
+	{"noCluster", ErrNoCluster},
 	{"canceled", context.Canceled},
 	{"deadlineExceeded", context.DeadlineExceeded},
 }

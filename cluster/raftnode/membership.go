@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"time"
 
@@ -204,4 +205,65 @@ func isCertificateError(err error) bool {
 	var verify *tls.CertificateVerificationError
 	var unknown x509.UnknownAuthorityError
 	return errors.As(err, &alert) || errors.As(err, &verify) || errors.As(err, &unknown)
+}
+
+// joinOrBootstrap is Open's first step for a bootstrap node without state
+// that knows peers. It asks each peer to add it; a peer that answers with
+// a cluster but no leader yet makes it ask again. Only when every peer is
+// unreachable or in no cluster itself does it bootstrap a cluster of its
+// own: on a first start, or when all of them are new too.
+func (n *Node) joinOrBootstrap(ctx context.Context) error {
+	req := memberRequest{ID: n.cfg.ID, Address: n.cfg.Advertise}
+	for {
+		sawCluster := false
+		var last error
+		for _, addr := range n.cfg.Join {
+			if addr == n.cfg.Advertise {
+				continue
+			}
+			actx, cancel := n.bound(ctx)
+			err := n.call(actx, addr, methodJoin, req, nil)
+			cancel()
+			switch {
+			case err == nil:
+				n.cfg.Log.Info("joined the existing cluster instead of bootstrapping one", "peer", addr)
+				return nil
+			case isCertificateError(err):
+				return fmt.Errorf("joining the cluster via %s: %w", addr, err)
+			case errors.Is(err, ErrNoCluster), isDialError(err):
+				last = err
+			default:
+				sawCluster, last = true, err
+			}
+		}
+		if !sawCluster {
+			self := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.ID), Address: raft.ServerAddress(n.cfg.Advertise)}}}
+			if err := n.raft.BootstrapCluster(self).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+				return fmt.Errorf("bootstrapping a cluster of this node: %w", err)
+			}
+			n.cfg.Log.Info("no peer has a cluster; bootstrapped one", "last_peer_error", last)
+			return nil
+		}
+		n.cfg.Log.Warn("a peer has a cluster but could not add this node yet; asking again", "error", last)
+		t := time.NewTimer(joinRetry)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("joining the cluster via %q: %w (last attempt %w)", n.cfg.Join, ctxErr(ctx), last)
+		}
+	}
+}
+
+// inCluster reports whether this node belongs to a cluster: its Raft
+// configuration names at least one server.
+func (n *Node) inCluster() bool {
+	f := n.raft.GetConfiguration()
+	return f.Error() == nil && len(f.Configuration().Servers) > 0
+}
+
+// isDialError reports a peer that could not be reached at all.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"reflect"
 	"slices"
 	"strings"
@@ -226,5 +227,82 @@ func TestJoinWithForeignCertificateFailsAtOnce(t *testing.T) {
 	}
 	if members, _ := n1.Members(); len(members) != 1 {
 		t.Errorf("members after the refused join: %+v", members)
+	}
+}
+
+// TestBootstrapNodeWithLostDataRejoins: the node configured to bootstrap,
+// restarted with an empty data directory, joins the cluster that lives on
+// without it (and gets its state), rather than bootstrapping a second one.
+func TestBootstrapNodeWithLostDataRejoins(t *testing.T) {
+	c := newTestCluster(t)
+	nodes := c.start(3)
+	lead, _ := leader(t, nodes...)
+	if _, err := lead.Apply(testCtx(t), createHold("before-loss")); err != nil {
+		t.Fatal(err)
+	}
+	n1 := c.nodes["n1"]
+	cfg := c.cfgs["n1"]
+	if err := n1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir, cfg.FSM = t.TempDir(), cluster.NewFSM() // the disk is gone
+	cfg.Bootstrap, cfg.Join = true, []string{nodes[1].Addr(), nodes[2].Addr()}
+	again := c.open(cfg)
+	eventually(t, "n1 has the cluster's state", func() error {
+		if _, ok := again.FSM().Get("before-loss"); !ok {
+			return fmt.Errorf("request before-loss not on n1")
+		}
+		return nil
+	})
+	for _, n := range []*Node{again, nodes[1], nodes[2]} {
+		if ms, err := n.Members(); err != nil || len(ms) != 3 {
+			t.Errorf("%s members: %+v %v", n.ID(), ms, err)
+		}
+	}
+}
+
+// TestBootstrapNodeFirstStartWithPeersInParallel: on a first start, with
+// every node given the same peer list and one of them Bootstrap, the nodes
+// form one cluster whichever starts first.
+func TestBootstrapNodeFirstStartWithPeersInParallel(t *testing.T) {
+	c := newTestCluster(t)
+	var cfgs []Config
+	var addrs []string
+	for i := 1; i <= 3; i++ {
+		cfg := c.config(fmt.Sprintf("n%d", i))
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Bind = ln.Addr().String()
+		ln.Close()
+		cfgs, addrs = append(cfgs, cfg), append(addrs, cfg.Bind)
+	}
+	cfgs[0].Bootstrap = true
+	nodes := make([]*Node, 3)
+	errs := make(chan error, 3)
+	for i := range cfgs {
+		cfgs[i].Join = addrs
+		go func() {
+			n, err := Open(testCtx(t), cfgs[i])
+			if err == nil {
+				t.Cleanup(func() { n.Close() })
+				nodes[i] = n
+			}
+			errs <- err
+		}()
+	}
+	for range cfgs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes {
+		eventually(t, n.ID()+" sees three members", func() error {
+			if ms, err := n.Members(); err != nil || len(ms) != 3 {
+				return fmt.Errorf("members %+v %v", ms, err)
+			}
+			return nil
+		})
 	}
 }

@@ -54,6 +54,10 @@ type Node struct {
 	// waitingToBeAdded is set when the node started with no state and
 	// neither Bootstrap nor Join.
 	waitingToBeAdded bool
+	// bootstrapIfAlone is set for a node that starts with no state, is
+	// configured to bootstrap, and knows peers: it joins them if they have
+	// a cluster, and bootstraps only if none does.
+	bootstrapIfAlone bool
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -113,7 +117,11 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, errors.Join(err, store.Close())
 	}
 	if join {
-		if err := n.join(ctx); err != nil {
+		joinf := n.join
+		if n.bootstrapIfAlone {
+			joinf = n.joinOrBootstrap
+		}
+		if err := joinf(ctx); err != nil {
 			return nil, errors.Join(err, n.Close())
 		}
 	}
@@ -162,7 +170,11 @@ func start(cfg Config, store *raftboltdb.BoltStore) (n *Node, join bool, err err
 		}
 	}
 
-	if !existing && (inmem || cfg.Bootstrap) {
+	// A bootstrap node that also knows peers asks them first (Open's
+	// joinOrBootstrap): if it lost its data directory, its cluster lives
+	// on without it, and bootstrapping again would split it in two.
+	n.bootstrapIfAlone = !existing && !inmem && cfg.Bootstrap && len(cfg.Join) > 0
+	if !existing && (inmem || cfg.Bootstrap) && !n.bootstrapIfAlone {
 		self := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr()}}}
 		if err := raft.BootstrapCluster(rc, store, store, snaps, trans, self); err != nil {
 			closeTrans()
@@ -186,7 +198,7 @@ func start(cfg Config, store *raftboltdb.BoltStore) (n *Node, join bool, err err
 	if n.peers != nil {
 		n.peers.serve(n.serveRPC)
 	}
-	return n, !existing && !inmem && !cfg.Bootstrap && len(cfg.Join) > 0, nil
+	return n, !existing && !inmem && len(cfg.Join) > 0 && (!cfg.Bootstrap || n.bootstrapIfAlone), nil
 }
 
 // observe passes Raft's leader and state changes on to n.leaderChanged.

@@ -104,6 +104,9 @@ func (n *Node) dispatch(ctx context.Context, method string, body json.RawMessage
 			return nil, fmt.Errorf("decoding the %s request: %w", method, err)
 		}
 		if method == methodJoin {
+			if !n.inCluster() {
+				return nil, fmt.Errorf("%w: node %s cannot add %s", ErrNoCluster, n.cfg.ID, req.ID)
+			}
 			// A node outside the cluster asked us: pass it on to the leader.
 			return nil, n.AddVoter(ctx, req.ID, req.Address)
 		}

@@ -253,6 +253,21 @@ func (s *Stack) Kill() error {
 	return nil
 }
 
+// Stop ends the child process with SIGTERM, as a rolling restart does
+// (it hands Raft leadership on and drains its sessions), and waits for it
+// to exit.
+func (s *Stack) Stop() error {
+	if s.proc == nil {
+		return errors.New("stack: no child process is running")
+	}
+	if err := s.proc.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	<-s.exited
+	s.proc = nil
+	return nil
+}
+
 // LogPath is the child process's log file ("" in this process).
 func (s *Stack) LogPath() string { return s.logPath }
 
