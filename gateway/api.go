@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,11 +96,13 @@ func (g *Gateway) serveAPI(w http.ResponseWriter, r *http.Request, x *exchange) 
 		return g.apiError(w, x, fmt.Errorf("%w: no approval state is configured", ErrApprovalsUnavailable))
 	}
 	if r.Method == http.MethodGet {
-		// Reads come from this node's replica; one cut off from the
-		// leader could serve a stale view, so it refuses instead.
-		if rd, ok := g.cfg.Approvals.(interface{ Ready() error }); ok {
-			if err := rd.Ready(); err != nil {
-				return g.apiError(w, x, fmt.Errorf("%w: this node's copy may be stale: %w", ErrApprovalsUnavailable, err))
+		// Reads come from this node's replica. It first catches up with
+		// everything the leader has committed, so a list shows every
+		// decision already acknowledged on any node; a node cut off from
+		// the leader refuses rather than show a stale view.
+		if sy, ok := g.cfg.Approvals.(interface{ Sync(context.Context) error }); ok {
+			if err := sy.Sync(r.Context()); err != nil {
+				return g.apiError(w, x, fmt.Errorf("%w: this node cannot confirm its copy is current: %w", ErrApprovalsUnavailable, err))
 			}
 		}
 	}

@@ -114,8 +114,9 @@ var DefaultPatterns = []string{
 	// RFC 1421 header lines, the base64 body and the footer, which may be
 	// missing from a truncated key.
 	`-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?:\s*[A-Za-z][A-Za-z0-9-]*: [^\r\n]*)*[A-Za-z0-9+/=\s]*(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----)?`,
-	// AWS access key ids, long-lived and temporary.
-	`\b(?:AKIA|ASIA)[A-Z0-9]{16}\b`,
+	// AWS access key ids, long-lived and temporary. No \b in front: in
+	// terminal output an escape sequence may end right before one.
+	`(?:AKIA|ASIA)[A-Z0-9]{16}\b`,
 	// The token of a Bearer credential.
 	`(?i)\bbearer[ \t]+(?P<mask>[A-Za-z0-9\-._~+/]{8,}=*)`,
 }

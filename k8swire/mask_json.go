@@ -25,6 +25,9 @@ type jsonMasker struct {
 	// arrays being walked; each walk truncates it back when done.
 	kids  []child
 	edits []edit
+	// done are the offsets of the objects the rules were applied to, in
+	// order.
+	done []int
 }
 
 // edit replaces data[start:end], one string token, with repl.
@@ -51,6 +54,7 @@ func (m *Masker) maskJSON(req *Request, reqRules []*maskRule, data []byte, watch
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: decoding JSON: %w", ErrUnmaskable, err)
 	}
+	w.embedded(start, end)
 	w.sortEdits()
 	patternEdits := w.patternPass(start, end)
 	if len(w.edits) == 0 && len(patternEdits) == 0 {
@@ -107,7 +111,7 @@ func (w *jsonMasker) document(i int) (int, error) {
 	case items >= 0 && w.data[w.kids[items].start] == '[' && (kind == "" || strings.HasSuffix(kind, "List")):
 		w.list(items)
 	default:
-		w.resource(lo, hi, kind, apiVersion)
+		w.resource(i, lo, hi, kind, apiVersion, w.reqRules)
 	}
 	return end, nil
 }
@@ -170,20 +174,24 @@ func (w *jsonMasker) list(items int) {
 			continue
 		}
 		lo, hi := w.children(w.kids[k].start)
-		w.resource(lo, hi, w.memberString(lo, hi, "kind"), w.memberString(lo, hi, "apiVersion"))
+		w.resource(w.kids[k].start, lo, hi, w.memberString(lo, hi, "kind"), w.memberString(lo, hi, "apiVersion"), w.reqRules)
 		w.truncate(lo)
 	}
 }
 
-// resource applies the rules for one object, whose members are [lo, hi).
-func (w *jsonMasker) resource(lo, hi int, kind, apiVersion string) {
+// resource applies the rules for one object at offset at, whose members
+// are [lo, hi): reqRules, and the rules of the kind it declares.
+func (w *jsonMasker) resource(at, lo, hi int, kind, apiVersion string, reqRules []*maskRule) {
 	var kindRules []*maskRule
 	if kind != "" {
 		kindRules = w.m.byKind[groupResource{groupOf(apiVersion), kind}]
 	}
-	rules := objectRules(w.reqRules, kindRules)
+	rules := objectRules(reqRules, kindRules)
 	if len(rules) == 0 {
 		return
+	}
+	if i, found := slices.BinarySearch(w.done, at); !found {
+		w.done = slices.Insert(w.done, i, at)
 	}
 	first := len(w.edits)
 	for _, r := range rules {
@@ -191,7 +199,37 @@ func (w *jsonMasker) resource(lo, hi int, kind, apiVersion string) {
 			w.path(lo, hi, r.fields[f].segs, &r.fields[f], r)
 		}
 	}
-	w.lastApplied(lo, hi, first)
+	w.lastApplied(lo, hi, first, reqRules)
+}
+
+var kindKey = []byte(`"kind"`)
+
+// embedded applies the rules of their kind to the objects nested anywhere
+// in data[v:end] that declare a kind and apiVersion (the items of a List,
+// an object a custom resource embeds), but were not walked as API objects.
+func (w *jsonMasker) embedded(v, end int) {
+	if len(w.m.byKind) == 0 || !bytes.Contains(w.data[v:end], kindKey) {
+		return
+	}
+	switch w.data[v] {
+	case '{':
+		lo, hi := w.children(v)
+		if _, found := slices.BinarySearch(w.done, v); !found {
+			if kind := w.memberString(lo, hi, "kind"); kind != "" {
+				w.resource(v, lo, hi, kind, w.memberString(lo, hi, "apiVersion"), nil)
+			}
+		}
+		for k := lo; k < hi; k++ {
+			w.embedded(w.kids[k].start, w.kids[k].end)
+		}
+		w.truncate(lo)
+	case '[':
+		lo, hi := w.children(v)
+		for k := lo; k < hi; k++ {
+			w.embedded(w.kids[k].start, w.kids[k].end)
+		}
+		w.truncate(lo)
+	}
 }
 
 // path applies one field path to the object whose members are [lo, hi).
@@ -274,15 +312,16 @@ func (w *jsonMasker) maskValue(v int, t reflect.Type, keyRE *regexp.Regexp) {
 }
 
 // maskString replaces the string at v with the marker, in base64 if t is a
-// []byte.
+// []byte. A marker, in either form, is left as it is: rules of two kinds
+// may mask one value (an object of another kind than the request's).
 func (w *jsonMasker) maskString(v int, t reflect.Type) {
 	end := stringEnd(w.data, v)
+	if raw := w.data[v:end]; bytes.Equal(raw, markerJSON) || bytes.Equal(raw, markerBase64JSON) {
+		return
+	}
 	repl := markerJSON
 	if isBytes(t) {
 		repl = markerBase64JSON
-	}
-	if bytes.Equal(w.data[v:end], repl) {
-		return
 	}
 	w.edits = append(w.edits, edit{v, end, repl})
 }
@@ -291,7 +330,7 @@ func (w *jsonMasker) maskString(v int, t reflect.Type) {
 // the object [lo, hi), what the rules mask in the object: kubectl apply
 // copies the whole object there. An annotation that does not parse is
 // masked whole. Edits from first on are this object's so far.
-func (w *jsonMasker) lastApplied(lo, hi, first int) {
+func (w *jsonMasker) lastApplied(lo, hi, first int, reqRules []*maskRule) {
 	md := w.member(lo, hi, "metadata")
 	if md < 0 || w.data[w.kids[md].start] != '{' {
 		return
@@ -316,7 +355,7 @@ func (w *jsonMasker) lastApplied(lo, hi, first int) {
 			return
 		}
 	}
-	out, changed, err := w.m.maskJSON(w.req, w.reqRules, decodeString(w.data[c.start:c.end]), false)
+	out, changed, err := w.m.maskJSON(w.req, reqRules, decodeString(w.data[c.start:c.end]), false)
 	switch {
 	case err != nil:
 		w.edits = append(w.edits, edit{c.start, c.end, markerJSON})

@@ -141,7 +141,9 @@ func jsonBodyCases() []bodyCase {
 		},
 		{
 			name: "secret table with objects", url: secretURL, contentType: "application/json;as=Table;g=meta.k8s.io;v=v1", cfg: testConfig, changed: true,
-			body: func(t testing.TB) []byte { return secretTable(t, metav1.IncludeObject, testSecret("a"), testSecret("b")) },
+			body: func(t testing.TB) []byte {
+				return secretTable(t, metav1.IncludeObject, testSecret("a"), testSecret("b"))
+			},
 			check: func(t *testing.T, got map[string]any) {
 				for i := range 2 {
 					checkSecret(t, at(got, "rows", i, "object").(map[string]any))

@@ -15,16 +15,25 @@ type patternSet struct {
 	// group is, per regexp, the index of its "mask" subexpression, or 0 to
 	// mask the whole match.
 	group []int
-	// hold matches, at the end of its input, text that is a proper prefix
-	// of a match of some pattern: what a StreamMasker must hold back
-	// until more bytes say whether it is a secret.
+	// hold matches, at the end of its input, text that is a prefix of a
+	// match of some pattern: what a StreamMasker must hold back until more
+	// bytes say whether it is a secret.
 	hold *regexp.Regexp
+	// progs are the patterns' programs, which a StreamMasker runs to follow
+	// a match it had to send before it ended.
+	progs []*syntax.Prog
 }
 
 // span is a match: mask is what gets replaced, full the whole match.
 type span struct {
 	start, end         int // masked bytes
 	fullStart, fullEnd int // the whole match
+	pat                int // the pattern that matched (to fullEnd)
+	// cont marks the rest of a match whose start was sent already: it is
+	// dropped, not replaced by another marker.
+	cont bool
+	// open marks a span that may go on after the text seen so far.
+	open bool
 }
 
 // compilePatterns compiles exprs; nil when there are none.
@@ -53,6 +62,11 @@ func compilePatterns(exprs []string) (*patternSet, error) {
 		p.res = append(p.res, re)
 		p.group = append(p.group, g)
 		holds = append(holds, prefixRegexp(tree.Simplify()))
+		prog, err := syntax.Compile(tree.Simplify())
+		if err != nil {
+			return nil, fmt.Errorf("%w: pattern #%d: %w", ErrInvalidMaskConfig, i, err)
+		}
+		p.progs = append(p.progs, prog)
 	}
 	hold := &syntax.Regexp{Op: syntax.OpConcat, Sub: []*syntax.Regexp{alternate(holds...), {Op: syntax.OpEndText}}}
 	re, err := regexp.Compile(hold.String())
@@ -80,14 +94,14 @@ func (p *patternSet) find(b []byte, dst []span) []span {
 		if g := p.group[i]; g > 0 {
 			for _, m := range re.FindAllSubmatchIndex(b, -1) {
 				if m[2*g] >= 0 && m[2*g] < m[2*g+1] {
-					dst = append(dst, span{m[2*g], m[2*g+1], m[0], m[1]})
+					dst = append(dst, span{start: m[2*g], end: m[2*g+1], fullStart: m[0], fullEnd: m[1], pat: i})
 				}
 			}
 			continue
 		}
 		for _, m := range re.FindAllIndex(b, -1) {
 			if m[0] < m[1] {
-				dst = append(dst, span{m[0], m[1], m[0], m[1]})
+				dst = append(dst, span{start: m[0], end: m[1], fullStart: m[0], fullEnd: m[1], pat: i})
 			}
 		}
 	}
@@ -101,7 +115,9 @@ func (p *patternSet) find(b []byte, dst []span) []span {
 		if s.start <= last.end {
 			last.end = max(last.end, s.end)
 			last.fullStart = min(last.fullStart, s.fullStart)
-			last.fullEnd = max(last.fullEnd, s.fullEnd)
+			if s.fullEnd > last.fullEnd {
+				last.fullEnd, last.pat = s.fullEnd, s.pat
+			}
 			continue
 		}
 		out = append(out, s)

@@ -176,7 +176,7 @@ func nameMatchesTyped(v reflect.Value, re *regexp.Regexp) bool {
 func maskTypedValue(v reflect.Value, keyRE *regexp.Regexp) bool {
 	switch v.Kind() {
 	case reflect.String:
-		if v.String() == MaskMarker || !v.CanSet() {
+		if v.String() == MaskMarker || v.String() == MaskMarkerBase64 || !v.CanSet() {
 			return false
 		}
 		v.SetString(MaskMarker)

@@ -1,7 +1,6 @@
 package k8swire
 
 import (
-	"bytes"
 	"unicode/utf8"
 )
 
@@ -10,26 +9,35 @@ import (
 const maxEscapeLen = 4096
 
 // StreamMasker masks one output stream (stdout or stderr) of an exec or
-// attach session by the Masker's value patterns. A secret split over
-// several writes is still masked: the bytes that could be the start of a
-// match are held back until the next write says, up to MaxPatternLen of
-// them. Held bytes never end inside a UTF-8 character or a terminal escape
-// sequence, and masking never cuts into an escape sequence: the escape
-// sequences within a masked span are kept after the marker, so colours and
-// cursor moves still work. Output is what masking the whole stream at once
-// would give, as long as no match is longer than MaxPatternLen.
+// attach session by the Masker's value patterns, matched against the text
+// a terminal shows: escape sequences do not hide a secret from them.
+//
+// A secret split over several writes is still masked: the bytes that could
+// be the start of a match are held back until later writes say, up to
+// MaxPatternLen of them. Past that, they are sent masked on suspicion, and
+// the masker follows the patterns' programs to drop what continues the
+// match in later writes. Held bytes never end inside a UTF-8 character or
+// an escape sequence, and masking never cuts into an escape sequence: those
+// within a masked span are kept after the marker, so colours and cursor
+// moves still work. So the output is what masking the whole stream at once
+// gives, as long as no match is longer than MaxPatternLen.
 //
 // A StreamMasker is not safe for concurrent use; use one per stream.
 type StreamMasker struct {
 	p       *patternSet
 	maxHold int
-	// buf is the last bytes already sent (up to one UTF-8 character, the
-	// context of assertions such as \b), then the held bytes.
-	buf     []byte
-	sent    int // len of the sent context at the front of buf
-	out     []byte
-	spans   []span
-	regions []escRegion
+	// buf is the last bytes already sent (about one character: the context
+	// of assertions such as \b), then the held bytes.
+	buf  []byte
+	sent int // len of the sent context at the front of buf
+	// cont are where matches stand that were sent before they ended.
+	// contNext and specNext are where the matches followed on and those
+	// sent on suspicion in this write will stand once it is sent.
+	cont, contNext, specNext []contState
+	out                      []byte
+	spans                    []span
+	regions                  []escRegion
+	view                     textView
 }
 
 // NewStreamMasker returns a StreamMasker for one stream. Without patterns
@@ -48,13 +56,25 @@ func (s *StreamMasker) Write(p []byte) []byte {
 	buf := append(s.buf, p...)
 	var open int
 	s.regions, open = escapeRegions(buf, s.regions[:0])
-	s.spans = s.spans[:0]
-	if s.p.matchesAny(buf) {
-		s.spans = s.p.find(buf, s.spans)
+	// An incomplete escape sequence at the end is held, and not yet text.
+	end, regions := len(buf), s.regions
+	if open >= 0 && len(buf)-open <= maxEscapeLen {
+		end = open
+		for len(regions) > 0 && regions[len(regions)-1].start >= end {
+			regions = regions[:len(regions)-1]
+		}
 	}
-	cut := s.cutPoint(buf, open)
-	s.out = renderMasked(s.out[:0], buf, s.sent, cut, s.spans, s.regions)
+	s.match(buf[:end], regions)
+	cut := s.cutPoint(buf, end)
+	s.follow(cut)
+	s.out = renderMasked(s.out[:0], buf, s.sent, cut, s.spans, regions)
+	// Keep about a character of context, not starting inside a region.
 	keep := max(0, cut-utf8.UTFMax)
+	for _, r := range regions {
+		if r.start < keep && keep < r.end {
+			keep = r.start
+		}
+	}
 	s.buf, s.sent = buf[:copy(buf, buf[keep:])], cut-keep
 	return s.out
 }
@@ -67,27 +87,81 @@ func (s *StreamMasker) Flush() []byte {
 	}
 	buf := s.buf
 	s.regions, _ = escapeRegions(buf, s.regions[:0])
-	s.spans = s.p.find(buf, s.spans)
+	s.match(buf, s.regions)
 	s.out = renderMasked(s.out[:0], buf, s.sent, len(buf), s.spans, s.regions)
-	s.buf, s.sent = buf[:0], 0
+	s.buf, s.sent, s.cont = buf[:0], 0, nil
 	return s.out
 }
 
-// cutPoint is where the bytes that can be sent now end: at least s.sent.
-func (s *StreamMasker) cutPoint(buf []byte, open int) int {
-	n, base := len(buf), s.sent
-	cut := n
-	from := max(base, n-s.maxHold)
-	if loc := s.p.hold.FindIndex(buf[from:]); loc != nil {
-		cut = from + loc[0]
+// match finds the spans to mask in b: the rest of the matches sent
+// earlier, if any, then the matches of the patterns.
+func (s *StreamMasker) match(b []byte, regions []escRegion) {
+	v := &s.view
+	v.build(b, regions)
+	s.spans = v.find(s.p, s.spans)
+	s.contNext, s.specNext = s.contNext[:0], s.specNext[:0]
+	if len(s.cont) == 0 {
+		return
 	}
-	if open >= 0 && n-open <= maxEscapeLen {
-		cut = min(cut, open)
+	from := v.toText(s.sent)
+	to := from
+	for _, st := range s.cont {
+		end, alive, next := runProg(s.p.progs[st.pat], st, v.text[from:])
+		if alive {
+			s.contNext = append(s.contNext, next)
+			to = len(v.text)
+		} else if end >= 0 {
+			to = max(to, from+end)
+		}
 	}
-	cut = max(base, min(cut, incompleteRune(buf)))
+	if to == from {
+		if len(s.contNext) == 0 {
+			s.cont = nil
+		}
+		return
+	}
+	s.addSpan(v.spanToBytes(span{start: from, end: to, fullStart: from, fullEnd: to, cont: true, open: len(s.contNext) > 0}))
+}
+
+// addSpan adds sp to the sorted spans, merging those it overlaps.
+func (s *StreamMasker) addSpan(sp span) {
+	i := 0
+	for i < len(s.spans) && s.spans[i].end <= sp.start {
+		i++
+	}
+	j := i
+	for j < len(s.spans) && s.spans[j].start < sp.end {
+		o := s.spans[j]
+		if o.start < sp.start {
+			sp.start, sp.cont = o.start, o.cont
+		}
+		sp.end, sp.fullStart, sp.fullEnd = max(sp.end, o.end), min(sp.fullStart, o.fullStart), max(sp.fullEnd, o.fullEnd)
+		sp.open = sp.open || o.open
+		j++
+	}
+	s.spans = append(s.spans[:i], append([]span{sp}, s.spans[j:]...)...)
+}
+
+// cutPoint is where the bytes that can be sent now end: at least s.sent,
+// at most end, where an incomplete escape sequence starts.
+func (s *StreamMasker) cutPoint(buf []byte, end int) int {
+	n, base, v := len(buf), s.sent, &s.view
+	cut := min(end, incompleteRune(buf[:end]))
+	// Hold what could still become a match, or send it masked if it is
+	// too long to hold.
+	if loc := s.p.hold.FindIndex(v.text[v.toText(base):]); loc != nil {
+		if hold := v.toText(base) + loc[0]; hold < len(v.text) {
+			if at := v.toBytes(hold, true); n-at <= s.maxHold {
+				cut = min(cut, at)
+			} else {
+				s.suspect(hold, cut)
+			}
+		}
+	}
+	cut = max(base, cut)
 	// Never cut between the start of a match and the end of what it masks:
-	// hold the match whole, or, once it is longer than the limit, send it
-	// masked to its end.
+	// hold the match whole, or, if it is too long, send it masked to its
+	// end.
 	forced := false
 	for moved := true; moved; {
 		moved = false
@@ -97,18 +171,59 @@ func (s *StreamMasker) cutPoint(buf []byte, open int) int {
 			}
 		}
 		for _, sp := range s.spans {
-			if max(sp.fullStart, base) < cut && cut < sp.end {
+			if max(sp.fullStart, base) < cut && cut < sp.end || sp.open && cut < sp.end {
+				c := sp.end
 				if !forced && n-sp.fullStart <= s.maxHold {
-					cut = max(sp.fullStart, base)
+					c = max(sp.fullStart, base)
 				} else {
-					cut, forced = sp.end, true
+					forced = true
 				}
-				moved = true
-				break
+				if c != cut {
+					cut, moved = c, true
+					break
+				}
 			}
 		}
 	}
 	return cut
+}
+
+// suspect masks the text from hold up to the bytes' offset upTo, which
+// could still become a match but is too long to hold back, and follows
+// the patterns that could match it.
+func (s *StreamMasker) suspect(hold, upTo int) {
+	v := &s.view
+	to := v.toText(upTo)
+	prev := lastRune(v.text[:hold])
+	for i, prog := range s.p.progs {
+		if _, alive, next := runProg(prog, startState(prog, i, prev), v.text[hold:to]); alive {
+			s.specNext = append(s.specNext, next)
+		}
+	}
+	if len(s.specNext) > 0 && hold < to {
+		sp := v.spanToBytes(span{start: hold, end: to, fullStart: hold, fullEnd: to})
+		sp.end, sp.fullEnd = upTo, upTo
+		s.addSpan(sp)
+	}
+}
+
+// follow updates the matches to follow once the bytes up to cut are sent.
+func (s *StreamMasker) follow(cut int) {
+	var cont []contState
+	held := false
+	for _, sp := range s.spans {
+		if sp.cont && sp.end > cut {
+			held = true // nothing of it went out: follow it as before
+		}
+	}
+	if held {
+		return
+	}
+	if len(s.cont) > 0 {
+		cont = append(cont, s.contNext...)
+	}
+	cont = append(cont, s.specNext...)
+	s.cont = cont
 }
 
 // splitSafe moves cut back out of an escape sequence or UTF-8 character it
@@ -153,12 +268,14 @@ func incompleteRune(buf []byte) int {
 
 // maskText masks a complete text, appending to dst.
 func (p *patternSet) maskText(dst, b []byte) ([]byte, bool) {
-	if !p.matchesAny(b) {
+	regions, _ := escapeRegions(b, nil)
+	var v textView
+	v.build(b, regions)
+	spans := v.find(p, nil)
+	if len(spans) == 0 {
 		return append(dst, b...), false
 	}
-	spans := p.find(b, nil)
-	regions, _ := escapeRegions(b, nil)
-	return renderMasked(dst, b, 0, len(b), spans, regions), len(spans) > 0
+	return renderMasked(dst, b, 0, len(b), spans, regions), true
 }
 
 // renderMasked appends b[from:to] to dst with every span within it
@@ -189,7 +306,9 @@ func renderMasked(dst, b []byte, from, to int, spans []span, regions []escRegion
 			continue
 		}
 		dst = append(dst, b[at:start]...)
-		dst = append(dst, MaskMarker...)
+		if !sp.cont {
+			dst = append(dst, MaskMarker...)
+		}
 		for _, r := range regions[first:ri] {
 			if r.start >= start && r.end <= end {
 				dst = append(dst, b[r.start:r.end]...)
@@ -198,81 +317,4 @@ func renderMasked(dst, b []byte, from, to int, spans []span, regions []escRegion
 		at = end
 	}
 	return append(dst, b[at:to]...)
-}
-
-// escRegion is the extent of something a masker must keep whole: a
-// control sequence, or the opening or terminator of a string sequence
-// (OSC, DCS, SOS, PM, APC), whose text in between may be masked.
-type escRegion struct{ start, end int }
-
-const esc = 0x1b
-
-// escapeRegions lists the escape sequences of b (ECMA-48), appending to
-// dst, and where an incomplete one at the end of b starts, or -1.
-func escapeRegions(b []byte, dst []escRegion) ([]escRegion, int) {
-	n := len(b)
-	for i := 0; i < n; {
-		k := bytes.IndexByte(b[i:], esc)
-		if k < 0 {
-			break
-		}
-		a := i + k
-		if a+1 >= n {
-			return dst, a
-		}
-		switch c := b[a+1]; {
-		case c == '[': // CSI: parameters and intermediates, then a final byte
-			j := a + 2
-			for j < n && b[j] >= 0x20 && b[j] <= 0x3f {
-				j++
-			}
-			if j == n {
-				return dst, a
-			}
-			if b[j] >= 0x40 && b[j] <= 0x7e {
-				j++
-			}
-			dst = append(dst, escRegion{a, j})
-			i = j
-		case c == ']' || c == 'P' || c == 'X' || c == '^' || c == '_': // string sequences
-			dst = append(dst, escRegion{a, a + 2})
-			t := bytes.IndexAny(b[a+2:], "\x07\x1b")
-			if t < 0 {
-				return dst, a
-			}
-			t += a + 2
-			switch {
-			case b[t] == 0x07:
-				dst = append(dst, escRegion{t, t + 1})
-				i = t + 1
-			case t+1 == n:
-				return dst, a
-			case b[t+1] == '\\':
-				dst = append(dst, escRegion{t, t + 2})
-				i = t + 2
-			default:
-				i = t // cancelled by another sequence
-			}
-		case c >= 0x20 && c <= 0x2f: // intermediates, then a final byte
-			j := a + 1
-			for j < n && b[j] >= 0x20 && b[j] <= 0x2f {
-				j++
-			}
-			if j == n {
-				return dst, a
-			}
-			if b[j] >= 0x30 && b[j] <= 0x7e {
-				j++
-			}
-			dst = append(dst, escRegion{a, j})
-			i = j
-		case c >= 0x30 && c <= 0x7e:
-			dst = append(dst, escRegion{a, a + 2})
-			i = a + 2
-		default:
-			dst = append(dst, escRegion{a, a + 1})
-			i = a + 1
-		}
-	}
-	return dst, -1
 }

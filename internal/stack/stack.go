@@ -268,6 +268,9 @@ func (s *Stack) Stop() error {
 	return nil
 }
 
+// Running reports whether the child process runs.
+func (s *Stack) Running() bool { return s.proc != nil }
+
 // LogPath is the child process's log file ("" in this process).
 func (s *Stack) LogPath() string { return s.logPath }
 

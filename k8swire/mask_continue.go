@@ -1,0 +1,118 @@
+package k8swire
+
+import (
+	"regexp/syntax"
+	"unicode/utf8"
+)
+
+// This file runs one pattern's program step by step, so a StreamMasker can
+// follow a match that it had to send before the match ended into the next
+// writes: what continues it is dropped too.
+
+// contState is where a pattern's match stands after the text sent so far.
+type contState struct {
+	pat     int
+	pending []uint32 // instructions to follow with the next rune
+	prev    rune     // the last rune consumed
+}
+
+// allEmpty satisfies every empty-width assertion.
+const allEmpty = syntax.EmptyBeginLine | syntax.EmptyEndLine | syntax.EmptyBeginText |
+	syntax.EmptyEndText | syntax.EmptyWordBoundary | syntax.EmptyNoWordBoundary
+
+// runProg continues st over text. It returns where the longest match ends
+// in text (-1 if nowhere), whether the match could still go on after
+// text, and the state after text.
+func runProg(prog *syntax.Prog, st contState, text []byte) (matchEnd int, alive bool, next contState) {
+	seen := make([]bool, len(prog.Inst))
+	var clist, nlist []uint32
+	pending, prev := st.pending, st.prev
+	matchEnd = -1
+	for pos := 0; pos < len(text); {
+		r, size := utf8.DecodeRune(text[pos:])
+		clist = closure(prog, clist[:0], seen, pending, syntax.EmptyOpContext(prev, r))
+		nlist = nlist[:0]
+		for _, pc := range clist {
+			inst := &prog.Inst[pc]
+			if inst.Op == syntax.InstMatch {
+				matchEnd = pos
+			} else if matchesRune(inst, r) {
+				nlist = append(nlist, inst.Out)
+			}
+		}
+		if len(nlist) == 0 {
+			return matchEnd, false, contState{}
+		}
+		pending, prev = append([]uint32(nil), nlist...), r
+		pos += size
+	}
+	// The next rune is not known yet: assume any assertion may hold.
+	clist = closure(prog, clist[:0], seen, pending, allEmpty)
+	for _, pc := range clist {
+		if prog.Inst[pc].Op == syntax.InstMatch {
+			matchEnd = len(text)
+		} else {
+			alive = true
+		}
+	}
+	return matchEnd, alive, contState{pat: st.pat, pending: pending, prev: prev}
+}
+
+// startState is the state of pattern pat at a position after rune prev
+// (-1 at the start of the text).
+func startState(prog *syntax.Prog, pat int, prev rune) contState {
+	return contState{pat: pat, pending: []uint32{uint32(prog.Start)}, prev: prev}
+}
+
+// closure appends the rune and match instructions reachable from pcs by
+// empty transitions allowed in ctx.
+func closure(prog *syntax.Prog, dst []uint32, seen []bool, pcs []uint32, ctx syntax.EmptyOp) []uint32 {
+	clear(seen)
+	stack := append([]uint32(nil), pcs...)
+	for len(stack) > 0 {
+		pc := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[pc] {
+			continue
+		}
+		seen[pc] = true
+		inst := &prog.Inst[pc]
+		switch inst.Op {
+		case syntax.InstAlt, syntax.InstAltMatch:
+			stack = append(stack, inst.Out, inst.Arg)
+		case syntax.InstNop, syntax.InstCapture:
+			stack = append(stack, inst.Out)
+		case syntax.InstEmptyWidth:
+			if syntax.EmptyOp(inst.Arg)&^ctx == 0 {
+				stack = append(stack, inst.Out)
+			}
+		case syntax.InstFail:
+		default:
+			dst = append(dst, pc)
+		}
+	}
+	return dst
+}
+
+func matchesRune(inst *syntax.Inst, r rune) bool {
+	switch inst.Op {
+	case syntax.InstRune:
+		return inst.MatchRune(r)
+	case syntax.InstRune1:
+		return r == inst.Rune[0]
+	case syntax.InstRuneAny:
+		return true
+	case syntax.InstRuneAnyNotNL:
+		return r != '\n'
+	}
+	return false
+}
+
+// lastRune is the last rune of b, or -1 if b is empty.
+func lastRune(b []byte) rune {
+	if len(b) == 0 {
+		return -1
+	}
+	r, _ := utf8.DecodeLastRune(b)
+	return r
+}
