@@ -71,7 +71,7 @@ func (g *Gateway) holdForApproval(ctx context.Context, x *exchange) error {
 	}
 	now := g.cfg.Now()
 	p := x.principal
-	res, err := a.Apply(ctx, cluster.Command{Op: cluster.OpCreate, Now: now, Request: &cluster.Request{
+	res, err := g.applyHeld(ctx, now.Add(x.decision.HoldTimeout), cluster.Command{Op: cluster.OpCreate, Now: now, Request: &cluster.Request{
 		ID: x.id, Kind: cluster.KindHold,
 		Requester:         cluster.Person{User: p.User, Groups: p.Groups},
 		ExpiresAt:         now.Add(x.decision.HoldTimeout),
@@ -109,7 +109,7 @@ func (g *Gateway) holdForApproval(ctx context.Context, x *exchange) error {
 		h.request, h.outcome = cur, cur.State
 		switch cur.State {
 		case cluster.StateApproved:
-			res, err := a.Apply(ctx, cluster.Command{Op: cluster.OpUse, Now: g.cfg.Now(), ID: h.id, UsedBy: x.id})
+			res, err := g.applyHeld(ctx, cur.ExpiresAt.Add(cluster.ReuseWindow), cluster.Command{Op: cluster.OpUse, Now: g.cfg.Now(), ID: h.id, UsedBy: x.id})
 			if err != nil {
 				return fmt.Errorf("%w: %w", ErrApprovalsUnavailable, err)
 			}
@@ -151,9 +151,30 @@ func (g *Gateway) holdForApproval(ctx context.Context, x *exchange) error {
 	}
 }
 
+// applyHeld applies a command on behalf of a held request. The client is
+// waiting anyway, so a cluster between leaders (an election after a node's
+// loss) is waited out, until ctx ends or until, whichever comes first;
+// the state machine's own refusals come back at once in Result.Err.
+func (g *Gateway) applyHeld(ctx context.Context, until time.Time, c cluster.Command) (cluster.Result, error) {
+	for {
+		res, err := g.cfg.Approvals.Apply(ctx, c)
+		if err == nil || !errors.Is(err, cluster.ErrNotLeader) || !g.cfg.Now().Before(until) {
+			return res, err
+		}
+		g.cfg.Log.Info("approval state has no leader; retrying for a held request", "op", c.Op, "err", err)
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return res, err
+		case <-t.C:
+		}
+	}
+}
+
 // expire marks a due access request expired and tells the notifiers.
 func (g *Gateway) expire(ctx context.Context, id string) error {
-	res, err := g.cfg.Approvals.Apply(ctx, cluster.Command{Op: cluster.OpExpire, Now: g.cfg.Now(), ID: id})
+	res, err := g.applyHeld(ctx, g.cfg.Now().Add(time.Minute), cluster.Command{Op: cluster.OpExpire, Now: g.cfg.Now(), ID: id})
 	if err == nil {
 		err = res.Err
 	}

@@ -47,7 +47,6 @@ type groupResource struct{ group, name string }
 
 // maskRule is a compiled MaskRule.
 type maskRule struct {
-	name   string
 	fields []fieldPath
 	keyRE  *regexp.Regexp
 	nameRE *regexp.Regexp
@@ -123,7 +122,7 @@ func compileRule(r MaskRule) (*maskRule, []reflect.Type, error) {
 	if len(r.Fields) == 0 {
 		return nil, nil, invalidf("no fields")
 	}
-	mr := &maskRule{name: r.Name}
+	mr := &maskRule{}
 	var err error
 	if mr.keyRE, err = compileRegexp("keyPattern", r.KeyPattern); err != nil {
 		return nil, nil, err

@@ -46,9 +46,9 @@ type MaskConfig struct {
 	// Rules mask fields of the objects of one resource each. Nil masks no
 	// field beyond the default rule.
 	Rules []MaskRule `json:"rules,omitempty"`
-	// DefaultPatterns adds DefaultPatterns: JWTs, PEM private key blocks,
-	// AWS access key ids (AKIA/ASIA...) and the token of `Bearer <token>`.
-	// False adds none.
+	// DefaultPatterns adds DefaultPatterns: JWTs, PEM private key blocks
+	// (also base64-encoded, as in a kubeconfig), AWS access key ids
+	// (AKIA/ASIA...) and the token of `Bearer <token>`. False adds none.
 	DefaultPatterns bool `json:"defaultPatterns,omitempty"`
 	// Patterns are Go regexps applied to every string value of every
 	// response body (after the field rules), to text bodies such as logs,
@@ -114,6 +114,9 @@ var DefaultPatterns = []string{
 	// RFC 1421 header lines, the base64 body and the footer, which may be
 	// missing from a truncated key.
 	`-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?:\s*[A-Za-z][A-Za-z0-9-]*: [^\r\n]*)*[A-Za-z0-9+/=\s]*(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----)?`,
+	// The same, base64-encoded from their first line, as kubeconfig
+	// client-key-data and Secret manifests hold them; lines wrapped.
+	`LS0tLS1CRUdJTiB(?:QUklWQVRFIEtFWS0tLS0t|SU0EgUFJJVkFURSBLRVktLS0t|FQyBQUklWQVRFIEtFWS0tLS0t|EU0EgUFJJVkFURSBLRVktLS0t|PUEVOU1NIIFBSSVZBVEUgS0VZLS0t|FTkNSWVBURUQgUFJJVkFURSBLRVktLS0t)[A-Za-z0-9+/]*(?:\r?\n[A-Za-z0-9+/]+)*={0,2}`,
 	// AWS access key ids, long-lived and temporary. No \b in front: in
 	// terminal output an escape sequence may end right before one.
 	`(?:AKIA|ASIA)[A-Z0-9]{16}\b`,
@@ -207,7 +210,7 @@ func compileRegexp(what, expr string) (*regexp.Regexp, error) {
 	}
 	re, err := regexp.Compile(expr)
 	if err != nil {
-		return nil, invalidf("%s: %v", what, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidMaskConfig, what, err)
 	}
 	return re, nil
 }

@@ -2,6 +2,7 @@ package k8swire
 
 import (
 	"regexp/syntax"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -24,30 +25,31 @@ const allEmpty = syntax.EmptyBeginLine | syntax.EmptyEndLine | syntax.EmptyBegin
 // in text (-1 if nowhere), whether the match could still go on after
 // text, and the state after text.
 func runProg(prog *syntax.Prog, st contState, text []byte) (matchEnd int, alive bool, next contState) {
-	seen := make([]bool, len(prog.Inst))
-	var clist, nlist []uint32
-	pending, prev := st.pending, st.prev
+	seen := &visited{marks: make([]uint32, len(prog.Inst))}
+	var clist, stack []uint32
+	pending, spare := slices.Clone(st.pending), []uint32(nil)
+	prev := st.prev
 	matchEnd = -1
 	for pos := 0; pos < len(text); {
 		r, size := utf8.DecodeRune(text[pos:])
-		clist = closure(prog, clist[:0], seen, pending, syntax.EmptyOpContext(prev, r))
-		nlist = nlist[:0]
+		clist, stack = closure(prog, clist[:0], stack, seen, pending, syntax.EmptyOpContext(prev, r))
+		next := spare[:0]
 		for _, pc := range clist {
 			inst := &prog.Inst[pc]
 			if inst.Op == syntax.InstMatch {
 				matchEnd = pos
 			} else if matchesRune(inst, r) {
-				nlist = append(nlist, inst.Out)
+				next = append(next, inst.Out)
 			}
 		}
-		if len(nlist) == 0 {
+		if len(next) == 0 {
 			return matchEnd, false, contState{}
 		}
-		pending, prev = append([]uint32(nil), nlist...), r
+		pending, spare, prev = next, pending, r
 		pos += size
 	}
 	// The next rune is not known yet: assume any assertion may hold.
-	clist = closure(prog, clist[:0], seen, pending, allEmpty)
+	clist, _ = closure(prog, clist[:0], stack, seen, pending, allEmpty)
 	for _, pc := range clist {
 		if prog.Inst[pc].Op == syntax.InstMatch {
 			matchEnd = len(text)
@@ -64,18 +66,25 @@ func startState(prog *syntax.Prog, pat int, prev rune) contState {
 	return contState{pat: pat, pending: []uint32{uint32(prog.Start)}, prev: prev}
 }
 
+// visited marks instructions seen in one closure: those whose mark is gen.
+type visited struct {
+	marks []uint32
+	gen   uint32
+}
+
 // closure appends the rune and match instructions reachable from pcs by
-// empty transitions allowed in ctx.
-func closure(prog *syntax.Prog, dst []uint32, seen []bool, pcs []uint32, ctx syntax.EmptyOp) []uint32 {
-	clear(seen)
-	stack := append([]uint32(nil), pcs...)
+// empty transitions allowed in ctx; stack is scratch space, returned for
+// reuse.
+func closure(prog *syntax.Prog, dst, stack []uint32, seen *visited, pcs []uint32, ctx syntax.EmptyOp) ([]uint32, []uint32) {
+	seen.gen++
+	stack = append(stack[:0], pcs...)
 	for len(stack) > 0 {
 		pc := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		if seen[pc] {
+		if seen.marks[pc] == seen.gen {
 			continue
 		}
-		seen[pc] = true
+		seen.marks[pc] = seen.gen
 		inst := &prog.Inst[pc]
 		switch inst.Op {
 		case syntax.InstAlt, syntax.InstAltMatch:
@@ -91,7 +100,7 @@ func closure(prog *syntax.Prog, dst []uint32, seen []bool, pcs []uint32, ctx syn
 			dst = append(dst, pc)
 		}
 	}
-	return dst
+	return dst, stack
 }
 
 func matchesRune(inst *syntax.Inst, r rune) bool {

@@ -138,8 +138,9 @@ func (w *jsonMasker) truncate(lo int) { w.kids = w.kids[:lo] }
 
 // children pushes the children of the validated object or array at i.
 func (w *jsonMasker) children(i int) (lo, hi int) {
-	_, lo, hi, _ = w.index(i)
-	return lo, hi
+	lo = len(w.kids)
+	skipChildren(w.data, i, &w.kids)
+	return lo, len(w.kids)
 }
 
 // table walks a meta.k8s.io Table: the object of each row is a document

@@ -147,10 +147,25 @@ func scanArray(b []byte, i, depth int, rec *[]child) (int, error) {
 	}
 }
 
+// strPlain marks the bytes a string holds as they are: not a quote, a
+// backslash or a control character.
+var strPlain = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c >= 0x20 && c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // scanString validates the string starting at b[i] == '"'.
 func scanString(b []byte, i int) (int, error) {
 	j := i + 1
 	for j < len(b) {
+		for j < len(b) && strPlain[b[j]] {
+			j++
+		}
+		if j == len(b) {
+			break
+		}
 		switch c := b[j]; {
 		case c == '"':
 			return j + 1, nil
@@ -174,10 +189,8 @@ func scanString(b []byte, i int) (int, error) {
 			default:
 				return j, syntaxErr(j, "bad escape")
 			}
-		case c < 0x20:
-			return j, syntaxErr(j, "control character in string")
 		default:
-			j++
+			return j, syntaxErr(j, "control character in string")
 		}
 	}
 	return j, syntaxErr(j, "unexpected end in string")
@@ -233,18 +246,92 @@ func scanNumber(b []byte, i int) (int, error) {
 
 // stringEnd finds the end of the already validated string at b[i].
 func stringEnd(b []byte, i int) int {
+	// Most strings are short: look at them byte by byte first.
 	j := i + 1
+	for stop := min(len(b), j+32); j < stop; j++ {
+		switch b[j] {
+		case '"':
+			return j + 1
+		case '\\':
+			j++
+		}
+	}
+	if j >= len(b) {
+		return len(b)
+	}
 	for {
-		k := bytes.IndexAny(b[j:], `"\`)
+		k := bytes.IndexByte(b[j:], '"')
 		if k < 0 {
 			return len(b)
 		}
-		j += k
-		if b[j] == '"' {
-			return j + 1
+		q := j + k
+		// The quote ends the string unless an odd run of backslashes
+		// escapes it.
+		n := 0
+		for q-1-n > i && b[q-1-n] == '\\' {
+			n++
 		}
-		j += 2
+		if n%2 == 0 {
+			return q + 1
+		}
+		j = q + 1
 	}
+}
+
+// skipChildren records the members or elements of the already validated
+// object or array at b[i] and returns the offset after it.
+func skipChildren(b []byte, i int, rec *[]child) int {
+	closer := byte('}')
+	if b[i] == '[' {
+		closer = ']'
+	}
+	i = skipSpace(b, i+1)
+	if b[i] == closer {
+		return i + 1
+	}
+	for {
+		keyStart, keyEnd := -1, -1
+		if closer == '}' {
+			keyStart, keyEnd = i, stringEnd(b, i)
+			i = skipSpace(b, skipSpace(b, keyEnd)+1)
+		}
+		start := i
+		i = skipValue(b, i)
+		*rec = append(*rec, child{keyStart, keyEnd, start, i})
+		i = skipSpace(b, i)
+		if b[i] == closer {
+			return i + 1
+		}
+		i = skipSpace(b, i+1) // the comma
+	}
+}
+
+// skipValue returns the offset after the already validated value at b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return stringEnd(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = stringEnd(b, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(b)
+	}
+	j := i // a number or literal
+	for j < len(b) && b[j] != ',' && b[j] != ']' && b[j] != '}' && b[j] > ' ' {
+		j++
+	}
+	return j
 }
 
 // decodeString returns the value of the validated string token raw,

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"regexp/syntax"
 	"slices"
+	"strings"
+	"unicode/utf8"
 )
 
 // patternSet is the compiled value patterns of a Masker. It is immutable and
@@ -15,10 +17,12 @@ type patternSet struct {
 	// group is, per regexp, the index of its "mask" subexpression, or 0 to
 	// mask the whole match.
 	group []int
-	// hold matches, at the end of its input, text that is a prefix of a
-	// match of some pattern: what a StreamMasker must hold back until more
-	// bytes say whether it is a secret.
-	hold *regexp.Regexp
+	// needles are, per pattern, literals one of which every match holds
+	// (nil: none known), to skip a pattern on text that has none.
+	needles [][]needle
+	// holds find, per pattern, text that is a prefix of a match: what a
+	// StreamMasker must hold back until more bytes say whether it is one.
+	holds []holdMatcher
 	// progs are the patterns' programs, which a StreamMasker runs to follow
 	// a match it had to send before it ended.
 	progs []*syntax.Prog
@@ -42,7 +46,6 @@ func compilePatterns(exprs []string) (*patternSet, error) {
 		return nil, nil
 	}
 	p := &patternSet{}
-	var holds []*syntax.Regexp
 	for i, expr := range exprs {
 		re, err := regexp.Compile(expr)
 		if err != nil {
@@ -61,26 +64,52 @@ func compilePatterns(exprs []string) (*patternSet, error) {
 		}
 		p.res = append(p.res, re)
 		p.group = append(p.group, g)
-		holds = append(holds, prefixRegexp(tree.Simplify()))
+		p.needles = append(p.needles, required(tree.Simplify()))
+		h, err := newHoldMatcher(re, tree.Simplify())
+		if err != nil {
+			return nil, fmt.Errorf("%w: pattern #%d: building its stream look-back: %w", ErrInvalidMaskConfig, i, err)
+		}
+		p.holds = append(p.holds, h)
 		prog, err := syntax.Compile(tree.Simplify())
 		if err != nil {
 			return nil, fmt.Errorf("%w: pattern #%d: %w", ErrInvalidMaskConfig, i, err)
 		}
 		p.progs = append(p.progs, prog)
 	}
-	hold := &syntax.Regexp{Op: syntax.OpConcat, Sub: []*syntax.Regexp{alternate(holds...), {Op: syntax.OpEndText}}}
-	re, err := regexp.Compile(hold.String())
-	if err != nil {
-		return nil, fmt.Errorf("%w: patterns: building the stream look-back: %w", ErrInvalidMaskConfig, err)
-	}
-	p.hold = re
 	return p, nil
 }
 
 // matchesAny reports whether any pattern matches b, without allocating.
 func (p *patternSet) matchesAny(b []byte) bool {
-	for _, re := range p.res {
-		if re.Match(b) {
+	for i, re := range p.res {
+		if p.mayMatch(i, b) && re.Match(b) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayMatch reports whether b holds one of the literals that every match of
+// pattern i holds.
+func (p *patternSet) mayMatch(i int, b []byte) bool {
+	if p.needles[i] == nil {
+		return true
+	}
+	for _, n := range p.needles[i] {
+		if n.in(b) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayMatchString is mayMatch for a string.
+func (p *patternSet) mayMatchString(i int, s string) bool {
+	if p.needles[i] == nil {
+		return true
+	}
+	for _, n := range p.needles[i] {
+		if n.inString(s) {
 			return true
 		}
 	}
@@ -91,6 +120,9 @@ func (p *patternSet) matchesAny(b []byte) bool {
 func (p *patternSet) find(b []byte, dst []span) []span {
 	dst = dst[:0]
 	for i, re := range p.res {
+		if !p.mayMatch(i, b) {
+			continue
+		}
 		if g := p.group[i]; g > 0 {
 			for _, m := range re.FindAllSubmatchIndex(b, -1) {
 				if m[2*g] >= 0 && m[2*g] < m[2*g+1] {
@@ -147,84 +179,105 @@ func (p *patternSet) replace(b []byte) ([]byte, bool) {
 	return out.Bytes(), true
 }
 
-// prefixRegexp builds a regexp for the proper and improper prefixes of
-// what re matches: the text a stream may have to hold back because more
-// bytes could complete a match. It over-approximates (assertions such as \b
-// and ^ become empty), which only holds back more.
-func prefixRegexp(re *syntax.Regexp) *syntax.Regexp {
+// needle is a literal to look for, case-insensitively (ASCII) if fold.
+type needle struct {
+	lit  []byte // lower case if fold
+	fold bool
+}
+
+// in reports whether b holds n.
+func (n needle) in(b []byte) bool {
+	if !n.fold {
+		return bytes.Contains(b, n.lit)
+	}
+	for i := 0; i+len(n.lit) <= len(b); i++ {
+		if c := b[i]; (c == n.lit[0] || c|0x20 == n.lit[0]) && equalFoldASCII(b[i:i+len(n.lit)], n.lit) {
+			return true
+		}
+	}
+	return false
+}
+
+// inString reports whether s holds n.
+func (n needle) inString(s string) bool {
+	if !n.fold {
+		return strings.Contains(s, string(n.lit))
+	}
+	for i := 0; i+len(n.lit) <= len(s); i++ {
+		if c := s[i]; (c == n.lit[0] || c|0x20 == n.lit[0]) && strings.EqualFold(s[i:i+len(n.lit)], string(n.lit)) {
+			return true
+		}
+	}
+	return false
+}
+
+// equalFoldASCII reports whether b equals lower, a lower-case literal, in
+// ASCII case folding.
+func equalFoldASCII(b, lower []byte) bool {
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			c |= 0x20
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// required returns literals one of which every match of re holds, or nil
+// if it knows none.
+func required(re *syntax.Regexp) []needle {
 	switch re.Op {
-	case syntax.OpNoMatch:
-		return re
 	case syntax.OpLiteral:
-		// a(b(c)?)? for "abc".
-		var out *syntax.Regexp
-		for i := len(re.Rune) - 1; i >= 0; i-- {
-			lit := &syntax.Regexp{Op: syntax.OpLiteral, Flags: re.Flags, Rune: []rune{re.Rune[i]}}
-			if out != nil {
-				lit = concat(lit, out)
+		fold := re.Flags&syntax.FoldCase != 0
+		lit := []byte(string(re.Rune))
+		if fold {
+			for i, c := range lit {
+				switch {
+				case c >= utf8.RuneSelf || c == 'k' || c == 'K' || c == 's' || c == 'S':
+					return nil // folds outside ASCII (K as Kelvin, s as long s)
+				case c >= 'A' && c <= 'Z':
+					lit[i] = c | 0x20
+				}
 			}
-			out = quest(lit)
 		}
-		return out
-	case syntax.OpCharClass, syntax.OpAnyChar, syntax.OpAnyCharNotNL:
-		return quest(re)
-	case syntax.OpCapture:
-		return prefixRegexp(re.Sub[0])
-	case syntax.OpStar, syntax.OpPlus, syntax.OpRepeat:
-		sub := withoutAssertions(re.Sub[0])
-		return concat(&syntax.Regexp{Op: syntax.OpStar, Flags: re.Flags, Sub: []*syntax.Regexp{sub}}, prefixRegexp(re.Sub[0]))
-	case syntax.OpQuest:
-		return prefixRegexp(re.Sub[0])
+		if len(lit) == 0 {
+			return nil
+		}
+		return []needle{{lit, fold}}
+	case syntax.OpCapture, syntax.OpPlus:
+		return required(re.Sub[0])
+	case syntax.OpRepeat:
+		if re.Min >= 1 {
+			return required(re.Sub[0])
+		}
 	case syntax.OpConcat:
-		// prefix(A) | A prefix(B...), from the right.
-		out := prefixRegexp(re.Sub[len(re.Sub)-1])
-		for i := len(re.Sub) - 2; i >= 0; i-- {
-			out = alternate(prefixRegexp(re.Sub[i]), concat(withoutAssertions(re.Sub[i]), out))
+		var best []needle
+		for _, sub := range re.Sub {
+			if r := required(sub); r != nil && (best == nil || shortest(r) > shortest(best)) {
+				best = r
+			}
 		}
-		return out
+		return best
 	case syntax.OpAlternate:
-		subs := make([]*syntax.Regexp, len(re.Sub))
-		for i, s := range re.Sub {
-			subs[i] = prefixRegexp(s)
+		var all []needle
+		for _, sub := range re.Sub {
+			r := required(sub)
+			if r == nil {
+				return nil
+			}
+			all = append(all, r...)
 		}
-		return alternate(subs...)
+		return all
 	}
-	// Empty matches and assertions.
-	return &syntax.Regexp{Op: syntax.OpEmptyMatch}
+	return nil
 }
 
-// withoutAssertions copies re with its zero-width assertions made empty
-// and its capture groups dropped.
-func withoutAssertions(re *syntax.Regexp) *syntax.Regexp {
-	switch re.Op {
-	case syntax.OpBeginLine, syntax.OpEndLine, syntax.OpBeginText, syntax.OpEndText,
-		syntax.OpWordBoundary, syntax.OpNoWordBoundary:
-		return &syntax.Regexp{Op: syntax.OpEmptyMatch}
-	case syntax.OpCapture:
-		return withoutAssertions(re.Sub[0])
+func shortest(ns []needle) int {
+	n := len(ns[0].lit)
+	for _, x := range ns[1:] {
+		n = min(n, len(x.lit))
 	}
-	if len(re.Sub) == 0 {
-		return re
-	}
-	c := *re
-	c.Sub = make([]*syntax.Regexp, len(re.Sub))
-	for i, s := range re.Sub {
-		c.Sub[i] = withoutAssertions(s)
-	}
-	return &c
-}
-
-func quest(re *syntax.Regexp) *syntax.Regexp {
-	return &syntax.Regexp{Op: syntax.OpQuest, Sub: []*syntax.Regexp{re}}
-}
-
-func concat(res ...*syntax.Regexp) *syntax.Regexp {
-	return &syntax.Regexp{Op: syntax.OpConcat, Sub: res}
-}
-
-func alternate(res ...*syntax.Regexp) *syntax.Regexp {
-	if len(res) == 1 {
-		return res[0]
-	}
-	return &syntax.Regexp{Op: syntax.OpAlternate, Sub: res}
+	return n
 }

@@ -62,8 +62,8 @@ func (m *Masker) maskObject(req *Request, reqRules []*maskRule, obj runtime.Obje
 	default:
 		changed = m.maskTyped(reqRules, v)
 	}
-	if m.patterns != nil {
-		changed = m.patternsTyped(req, v) || changed
+	if m.patterns != nil || len(m.byKind) > 0 {
+		changed = m.deepTyped(req, v) || changed
 	}
 	return changed
 }
@@ -236,13 +236,14 @@ func maskTypedValue(v reflect.Value, keyRE *regexp.Regexp) bool {
 	return false
 }
 
-// patternsTyped applies the patterns to every string in v, and to the JSON
-// documents that RawExtensions carry.
-func (m *Masker) patternsTyped(req *Request, v reflect.Value) bool {
+// deepTyped applies the patterns to every string in v, and masks the JSON
+// documents that RawExtensions carry (the items of a List) as MaskBody
+// would: by the patterns, and by the rules of the kind they declare.
+func (m *Masker) deepTyped(req *Request, v reflect.Value) bool {
 	p := m.patterns
 	switch v.Kind() {
 	case reflect.String:
-		if !v.CanSet() {
+		if p == nil || !v.CanSet() {
 			return false
 		}
 		out, ok := p.replaceString(v.String())
@@ -251,17 +252,17 @@ func (m *Masker) patternsTyped(req *Request, v reflect.Value) bool {
 		}
 		return ok
 	case reflect.Pointer:
-		return !v.IsNil() && m.patternsTyped(req, v.Elem())
+		return !v.IsNil() && m.deepTyped(req, v.Elem())
 	case reflect.Interface:
 		if v.IsNil() || !v.CanSet() {
 			return false
 		}
 		if e := v.Elem(); e.Kind() == reflect.Pointer {
-			return m.patternsTyped(req, e)
+			return m.deepTyped(req, e)
 		}
 		cp := reflect.New(v.Elem().Type()).Elem()
 		cp.Set(v.Elem())
-		if !m.patternsTyped(req, cp) {
+		if !m.deepTyped(req, cp) {
 			return false
 		}
 		v.Set(cp)
@@ -272,13 +273,16 @@ func (m *Masker) patternsTyped(req *Request, v reflect.Value) bool {
 		}
 		changed := false
 		for i := range v.Len() {
-			changed = m.patternsTyped(req, v.Index(i)) || changed
+			changed = m.deepTyped(req, v.Index(i)) || changed
 		}
 		return changed
 	case reflect.Map:
 		changed := false
 		for it := v.MapRange(); it.Next(); {
 			if val := it.Value(); val.Kind() == reflect.String {
+				if p == nil {
+					continue
+				}
 				if out, ok := p.replaceString(val.String()); ok {
 					v.SetMapIndex(it.Key(), reflect.ValueOf(out).Convert(val.Type()))
 					changed = true
@@ -287,7 +291,7 @@ func (m *Masker) patternsTyped(req *Request, v reflect.Value) bool {
 			}
 			cp := reflect.New(it.Value().Type()).Elem()
 			cp.Set(it.Value())
-			if m.patternsTyped(req, cp) {
+			if m.deepTyped(req, cp) {
 				v.SetMapIndex(it.Key(), cp)
 				changed = true
 			}
@@ -298,12 +302,12 @@ func (m *Masker) patternsTyped(req *Request, v reflect.Value) bool {
 		case timeType, microTimeType, fieldsV1Type:
 			return false
 		case rawExtensionType:
-			return m.patternsRawExtension(req, v)
+			return m.rawExtension(req, v)
 		}
 		changed := false
 		for i := range v.NumField() {
 			if v.Type().Field(i).IsExported() {
-				changed = m.patternsTyped(req, v.Field(i)) || changed
+				changed = m.deepTyped(req, v.Field(i)) || changed
 			}
 		}
 		return changed
@@ -311,13 +315,12 @@ func (m *Masker) patternsTyped(req *Request, v reflect.Value) bool {
 	return false
 }
 
-// patternsRawExtension masks the JSON a RawExtension holds (by the
-// patterns, and by the rules of the kind it declares) and its decoded
-// Object. Raw bytes that are not JSON are left alone.
-func (m *Masker) patternsRawExtension(req *Request, v reflect.Value) bool {
+// rawExtension masks the JSON a RawExtension holds and its decoded Object.
+// Raw bytes that are not JSON are left alone.
+func (m *Masker) rawExtension(req *Request, v reflect.Value) bool {
 	changed := false
 	if obj := v.FieldByName("Object"); !obj.IsNil() {
-		changed = m.patternsTyped(req, obj)
+		changed = m.deepTyped(req, obj)
 	}
 	raw := v.FieldByName("Raw")
 	b := raw.Bytes()
@@ -334,8 +337,8 @@ func (m *Masker) patternsRawExtension(req *Request, v reflect.Value) bool {
 // matches.
 func (p *patternSet) replaceString(s string) (string, bool) {
 	hit := false
-	for _, re := range p.res {
-		if re.MatchString(s) {
+	for i, re := range p.res {
+		if p.mayMatchString(i, s) && re.MatchString(s) {
 			hit = true
 			break
 		}

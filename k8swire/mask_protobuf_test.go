@@ -31,6 +31,8 @@ func TestMaskBodyProtobuf(t *testing.T) {
 		{"pod env name pattern", "/api/v1/namespaces/dev/pods/web", ContentTypeProtobuf, testPod(), true},
 		{"status", "/api/v1/namespaces/dev/secrets/a", ContentTypeProtobuf,
 			&metav1.Status{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Status"}, Status: metav1.StatusFailure, Message: "token " + testJWT, Code: 403}, true},
+		{"secrets in a list of raw objects", "/api/v1/namespaces/dev/configmaps", ContentTypeProtobuf,
+			&corev1.List{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "List"}, Items: []runtime.RawExtension{{Raw: encodeJSON(t, testSecret("a"))}}}, true},
 		{"nothing to mask", "/api/v1/namespaces/dev/configmaps/web", ContentTypeProtobuf,
 			&corev1.ConfigMap{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"}, ObjectMeta: metav1.ObjectMeta{Name: "web"}, Data: map[string]string{"a": "b"}}, false},
 	}
@@ -120,4 +122,16 @@ func TestMaskProtobufTable(t *testing.T) {
 	if !errors.Is(err, ErrUnmaskable) {
 		t.Errorf("protobuf Table: %v, want ErrUnmaskable", err)
 	}
+}
+
+// TestMaskProtobufEmbeddedSecret: with rules only, a Secret in a
+// RawExtension of a protobuf List is still masked, by its kind.
+func TestMaskProtobufEmbeddedSecret(t *testing.T) {
+	m := newTestMasker(t, MaskConfig{DefaultRules: true})
+	list := &corev1.List{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "List"}, Items: []runtime.RawExtension{{Raw: encodeJSON(t, testSecret("a"))}}}
+	out, changed, err := m.MaskBody(classify(t, "GET", "/api/v1/namespaces/dev/secrets"), ContentTypeProtobuf, encodeProto(t, list))
+	if err != nil || !changed {
+		t.Fatal(changed, err)
+	}
+	assertNoSecrets(t, out)
 }

@@ -34,6 +34,7 @@ type StreamMasker struct {
 	// contNext and specNext are where the matches followed on and those
 	// sent on suspicion in this write will stand once it is sent.
 	cont, contNext, specNext []contState
+	specEnd                  int // where the text sent on suspicion ends
 	out                      []byte
 	spans                    []span
 	regions                  []escRegion
@@ -99,7 +100,7 @@ func (s *StreamMasker) match(b []byte, regions []escRegion) {
 	v := &s.view
 	v.build(b, regions)
 	s.spans = v.find(s.p, s.spans)
-	s.contNext, s.specNext = s.contNext[:0], s.specNext[:0]
+	s.contNext, s.specNext, s.specEnd = s.contNext[:0], s.specNext[:0], -1
 	if len(s.cont) == 0 {
 		return
 	}
@@ -149,13 +150,17 @@ func (s *StreamMasker) cutPoint(buf []byte, end int) int {
 	cut := min(end, incompleteRune(buf[:end]))
 	// Hold what could still become a match, or send it masked if it is
 	// too long to hold.
-	if loc := s.p.hold.FindIndex(v.text[v.toText(base):]); loc != nil {
-		if hold := v.toText(base) + loc[0]; hold < len(v.text) {
-			if at := v.toBytes(hold, true); n-at <= s.maxHold {
-				cut = min(cut, at)
-			} else {
-				s.suspect(hold, cut)
-			}
+	hold := len(v.text)
+	for i := range s.p.holds {
+		if c := s.p.holds[i].leftmost(v.text, v.toText(base), hold); c >= 0 {
+			hold = c
+		}
+	}
+	if hold < len(v.text) {
+		if at := v.toBytes(hold, true); n-at <= s.maxHold {
+			cut = min(cut, at)
+		} else {
+			s.suspect(hold, cut)
 		}
 	}
 	cut = max(base, cut)
@@ -204,6 +209,7 @@ func (s *StreamMasker) suspect(hold, upTo int) {
 		sp := v.spanToBytes(span{start: hold, end: to, fullStart: hold, fullEnd: to})
 		sp.end, sp.fullEnd = upTo, upTo
 		s.addSpan(sp)
+		s.specEnd = upTo
 	}
 }
 
@@ -222,7 +228,9 @@ func (s *StreamMasker) follow(cut int) {
 	if len(s.cont) > 0 {
 		cont = append(cont, s.contNext...)
 	}
-	cont = append(cont, s.specNext...)
+	if s.specEnd >= 0 && cut >= s.specEnd {
+		cont = append(cont, s.specNext...)
+	}
 	s.cont = cont
 }
 

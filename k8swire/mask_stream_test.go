@@ -97,6 +97,16 @@ func TestStreamMasker(t *testing.T) {
 			ready:  ptr("gr"),
 		},
 		{
+			name:   "base64 private key in a kubeconfig",
+			chunks: []string{"    client-key-data: LS0tLS1CRUdJTiBSU0Eg", "UFJJVkFURSBLRVktLS0tLQpNSUlFb3dJQkFBS0NBUUVB\n", "    token: x\n"},
+			want:   "    client-key-data: " + MaskMarker + "\n    token: x\n",
+		},
+		{
+			name:   "base64 certificate is not a secret",
+			chunks: []string{"certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUM=\n"},
+			want:   "certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUM=\n",
+		},
+		{
 			name:   "no secret: sent at once",
 			chunks: []string{"total 0\r\n$ ", "ls\r\n"},
 			want:   "total 0\r\n$ ls\r\n",

@@ -310,3 +310,37 @@ func stripStrings(b []byte) string {
 	}
 	return sb.String()
 }
+
+// TestMaskerConcurrent shares one Masker between goroutines, as the
+// gateway does; run with -race.
+func TestMaskerConcurrent(t *testing.T) {
+	m := newTestMasker(t, testConfig)
+	req := classify(t, "GET", "/api/v1/namespaces/dev/secrets/db")
+	jsonBody, pbBody := encodeJSON(t, testSecret("db")), encodeProto(t, testSecret("db"))
+	done := make(chan error)
+	for range 8 {
+		go func() {
+			var err error
+			for range 20 {
+				if _, _, err = m.MaskBody(req, "application/json", jsonBody); err != nil {
+					break
+				}
+				if _, _, err = m.MaskBody(req, ContentTypeProtobuf, pbBody); err != nil {
+					break
+				}
+				s := m.NewStreamMasker()
+				s.Write([]byte("token " + testJWT[:50]))
+				if out := append(s.Write([]byte(testJWT[50:]+"\n")), s.Flush()...); bytes.Contains(out, []byte(testJWT[60:90])) {
+					err = errors.New("stream leaked")
+					break
+				}
+			}
+			done <- err
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
