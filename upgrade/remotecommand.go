@@ -41,6 +41,11 @@ type RemoteCommandConfig struct {
 	Stdin, Stdout, Stderr, TTY bool
 	// Tap receives the decoded session. Nil records nothing.
 	Tap Tap
+	// NewOutputFilter, when set, makes a filter for each of stdout and
+	// stderr: every chunk passes through it before the Tap and the client
+	// see it (secret masking), and what it holds back is flushed when the
+	// session ends. Nil passes output as it is.
+	NewOutputFilter func() OutputFilter
 	// ContinueWithoutRecording keeps a session going when Tap fails. False
 	// (the default) ends the session: kubegate fails closed.
 	ContinueWithoutRecording bool
@@ -180,16 +185,22 @@ func (r *relay) run(ctx context.Context, in io.Reader, out, errOut io.Writer, tt
 	if in != nil {
 		opts.Stdin = &tappedReader{r: in, record: taps.input}
 	}
+	var writers []*tappedWriter
 	if out != nil {
-		opts.Stdout = &tappedWriter{w: out, record: taps.output, cancel: cancel}
+		tw := &tappedWriter{w: out, record: taps.output, cancel: cancel, filter: r.newFilter()}
+		opts.Stdout, writers = tw, append(writers, tw)
 	}
 	if errOut != nil {
-		opts.Stderr = &tappedWriter{w: errOut, record: taps.errorOutput, cancel: cancel}
+		tw := &tappedWriter{w: errOut, record: taps.errorOutput, cancel: cancel, filter: r.newFilter()}
+		opts.Stderr, writers = tw, append(writers, tw)
 	}
 	if resize != nil {
 		opts.TerminalSizeQueue = &sizeQueue{ctx: ctx, ch: resize, record: taps.resize}
 	}
 	err = exec.StreamWithContext(ctx, opts)
+	for _, tw := range writers {
+		tw.flush()
+	}
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause
 	}
@@ -197,6 +208,14 @@ func (r *relay) run(ctx context.Context, in io.Reader, out, errOut io.Writer, tt
 	r.result.RecordingErr = taps.err()
 	r.mu.Unlock()
 	return r.finish(err)
+}
+
+// newFilter is a fresh output filter, or nil.
+func (r *relay) newFilter() OutputFilter {
+	if r.cfg.NewOutputFilter == nil {
+		return nil
+	}
+	return r.cfg.NewOutputFilter()
 }
 
 // finish records the outcome and returns what the client should see.

@@ -82,17 +82,49 @@ type tappedWriter struct {
 	w      io.Writer
 	record func([]byte) error
 	cancel context.CancelCauseFunc
+	filter OutputFilter // nil: output passes as it is
+}
+
+// OutputFilter rewrites an output stream on its way to the client, such as
+// a masker of secret values. Write returns what may pass now (it may hold
+// back a tail that could still turn out to be part of a match); Flush
+// returns what is held back once the stream ends. Neither may keep p.
+type OutputFilter interface {
+	Write(p []byte) []byte
+	Flush() []byte
 }
 
 func (t *tappedWriter) Write(p []byte) (int, error) {
-	if err := t.record(p); err != nil {
+	out := p
+	if t.filter != nil {
+		out = t.filter.Write(p)
+	}
+	if err := t.pass(out); err != nil {
 		return 0, err
 	}
-	n, err := t.w.Write(p)
-	if err != nil {
-		t.cancel(fmt.Errorf("writing to the client: %w", err))
+	return len(p), nil
+}
+
+// pass records and writes filtered bytes.
+func (t *tappedWriter) pass(p []byte) error {
+	if len(p) == 0 {
+		return nil
 	}
-	return n, err
+	if err := t.record(p); err != nil {
+		return err
+	}
+	if _, err := t.w.Write(p); err != nil {
+		t.cancel(fmt.Errorf("writing to the client: %w", err))
+		return err
+	}
+	return nil
+}
+
+// flush passes on what the filter held back, at the end of the session.
+func (t *tappedWriter) flush() {
+	if t.filter != nil {
+		_ = t.pass(t.filter.Flush())
+	}
 }
 
 // sizeQueue hands the client's resizes to the upstream executor, recording
