@@ -76,7 +76,7 @@ func compileMaskConfig(c MaskConfig) (*Masker, error) {
 	}
 	rules := c.Rules
 	if c.DefaultRules {
-		rules = append([]MaskRule{DefaultSecretRule}, rules...)
+		rules = append(DefaultMaskRules(), rules...)
 	}
 	for i, r := range rules {
 		mr, types, err := compileRule(r)
@@ -103,7 +103,7 @@ func compileMaskConfig(c MaskConfig) (*Masker, error) {
 	}
 	patterns := c.Patterns
 	if c.DefaultPatterns {
-		patterns = append(slices.Clone(DefaultPatterns), patterns...)
+		patterns = append(DefaultMaskPatterns(), patterns...)
 	}
 	p, err := compilePatterns(patterns)
 	if err != nil {

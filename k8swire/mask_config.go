@@ -1,10 +1,10 @@
 package k8swire
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -16,7 +16,7 @@ const MaskMarker = "***kubegate-masked***"
 // MaskMarkerBase64 replaces the values of base64 fields ([]byte in the Go
 // types, such as a Secret's data): the base64 of MaskMarker, so decoders
 // that expect base64 keep working and see MaskMarker.
-var MaskMarkerBase64 = base64.StdEncoding.EncodeToString([]byte(MaskMarker))
+const MaskMarkerBase64 = "Kioqa3ViZWdhdGUtbWFza2VkKioq"
 
 // LastAppliedAnnotation is the annotation in which kubectl apply keeps a
 // copy of the applied object, data included.
@@ -38,7 +38,7 @@ var ErrInvalidMaskConfig = errors.New("invalid mask config")
 // MaskConfig says which values the Masker hides from responses. The zero
 // value masks nothing.
 type MaskConfig struct {
-	// DefaultRules adds the built-in rule DefaultSecretRule: core Secret
+	// DefaultRules adds the built-in rules, DefaultMaskRules: core Secret
 	// `data` and `stringData` values, and the
 	// kubectl.kubernetes.io/last-applied-configuration annotation of
 	// Secrets (it repeats the data). False adds no rule.
@@ -46,7 +46,7 @@ type MaskConfig struct {
 	// Rules mask fields of the objects of one resource each. Nil masks no
 	// field beyond the default rule.
 	Rules []MaskRule `json:"rules,omitempty"`
-	// DefaultPatterns adds DefaultPatterns: JWTs, PEM private key blocks
+	// DefaultPatterns adds DefaultMaskPatterns: JWTs, PEM private key blocks
 	// (also base64-encoded, as in a kubeconfig), AWS access key ids
 	// (AKIA/ASIA...) and the token of `Bearer <token>`. False adds none.
 	DefaultPatterns bool `json:"defaultPatterns,omitempty"`
@@ -81,8 +81,9 @@ type MaskRule struct {
 	Resource string `json:"resource"`
 	// Fields are the paths of the values to mask, at least one: "data" (a
 	// map: every value of it), "metadata.annotations.<key>" (one value of
-	// a map; for the built-in kinds the rest of the path after a map is its
-	// key, dots and all; otherwise write metadata.annotations["a.b/c"]),
+	// a map; where the Go type is known, as in metadata and the built-in
+	// kinds, the rest of the path after a map is its key, dots and all;
+	// elsewhere write spec.settings["a.b/c"]),
 	// "spec.containers[].env[].value" (a list, then a field of each of its
 	// elements). A path that ends at an object or a list masks every string
 	// within it. Numbers and booleans are never masked. Paths into the
@@ -99,15 +100,19 @@ type MaskRule struct {
 	NamePattern string `json:"namePattern,omitempty"`
 }
 
-// DefaultSecretRule is the rule DefaultRules adds.
-var DefaultSecretRule = MaskRule{
-	Name:     "core-secrets",
-	Resource: "secrets",
-	Fields:   []string{"data", "stringData", "metadata.annotations." + LastAppliedAnnotation},
+// DefaultMaskRules returns the rules MaskConfig.DefaultRules adds.
+func DefaultMaskRules() []MaskRule {
+	return []MaskRule{{
+		Name:     "core-secrets",
+		Resource: "secrets",
+		Fields:   []string{"data", "stringData", "metadata.annotations." + LastAppliedAnnotation},
+	}}
 }
 
-// DefaultPatterns are the patterns DefaultPatterns adds.
-var DefaultPatterns = []string{
+// DefaultMaskPatterns returns the patterns MaskConfig.DefaultPatterns adds.
+func DefaultMaskPatterns() []string { return slices.Clone(defaultPatterns) }
+
+var defaultPatterns = []string{
 	// JWTs: a base64url JSON header and payload, and a signature.
 	`eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*`,
 	// PEM private keys (PKCS#1, PKCS#8, EC, OpenSSH, PGP): the header, any

@@ -25,6 +25,18 @@ const allEmpty = syntax.EmptyBeginLine | syntax.EmptyEndLine | syntax.EmptyBegin
 // in text (-1 if nowhere), whether the match could still go on after
 // text, and the state after text.
 func runProg(prog *syntax.Prog, st contState, text []byte) (matchEnd int, alive bool, next contState) {
+	return run(prog, st, text, false)
+}
+
+// runProgFrom runs pattern pat over text, after rune prev (-1 at the start
+// of the text), with a match starting at every position of text, and
+// returns the state after text and whether any could still go on.
+func runProgFrom(prog *syntax.Prog, pat int, prev rune, text []byte) (contState, bool) {
+	_, alive, next := run(prog, contState{pat: pat, prev: prev}, text, true)
+	return next, alive
+}
+
+func run(prog *syntax.Prog, st contState, text []byte, startEverywhere bool) (matchEnd int, alive bool, next contState) {
 	seen := &visited{marks: make([]uint32, len(prog.Inst))}
 	var clist, stack []uint32
 	pending, spare := slices.Clone(st.pending), []uint32(nil)
@@ -32,6 +44,9 @@ func runProg(prog *syntax.Prog, st contState, text []byte) (matchEnd int, alive 
 	matchEnd = -1
 	for pos := 0; pos < len(text); {
 		r, size := utf8.DecodeRune(text[pos:])
+		if startEverywhere {
+			pending = append(pending, uint32(prog.Start))
+		}
 		clist, stack = closure(prog, clist[:0], stack, seen, pending, syntax.EmptyOpContext(prev, r))
 		next := spare[:0]
 		for _, pc := range clist {
@@ -42,7 +57,7 @@ func runProg(prog *syntax.Prog, st contState, text []byte) (matchEnd int, alive 
 				next = append(next, inst.Out)
 			}
 		}
-		if len(next) == 0 {
+		if len(next) == 0 && !startEverywhere {
 			return matchEnd, false, contState{}
 		}
 		pending, spare, prev = next, pending, r
@@ -57,13 +72,7 @@ func runProg(prog *syntax.Prog, st contState, text []byte) (matchEnd int, alive 
 			alive = true
 		}
 	}
-	return matchEnd, alive, contState{pat: st.pat, pending: pending, prev: prev}
-}
-
-// startState is the state of pattern pat at a position after rune prev
-// (-1 at the start of the text).
-func startState(prog *syntax.Prog, pat int, prev rune) contState {
-	return contState{pat: pat, pending: []uint32{uint32(prog.Start)}, prev: prev}
+	return matchEnd, alive, contState{pat: st.pat, pending: slices.Clone(pending), prev: prev}
 }
 
 // visited marks instructions seen in one closure: those whose mark is gen.

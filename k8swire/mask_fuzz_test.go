@@ -17,7 +17,7 @@ import (
 
 var defaultPatternREs = func() []*regexp.Regexp {
 	var out []*regexp.Regexp
-	for _, p := range DefaultPatterns {
+	for _, p := range DefaultMaskPatterns() {
 		out = append(out, regexp.MustCompile(p))
 	}
 	return out
@@ -103,6 +103,10 @@ func FuzzMaskBody(f *testing.F) {
 	for _, c := range jsonBodyCases() {
 		f.Add(c.body(f))
 	}
+	// Inputs the fuzzer found: a Secret nested in an unknown object, a
+	// secret under a duplicate key.
+	f.Add([]byte(`{"":[{"kind":"Secret","apiVersion":"v1","data":{"":""}}]} `))
+	f.Add([]byte(`{"data":{"":{"":"eyJ0000.eyJ00000."}},"data":""}`))
 	for _, b := range []string{`{"kind":"Secret","data":{"a":`, `{"a":1} x`, `[1,2,{"a":"\ud800"}]`, `"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"`, "{\"a\":\"\xff\"}", `-0.5e+3`} {
 		f.Add([]byte(b))
 	}
@@ -247,6 +251,10 @@ func FuzzStreamMasker(f *testing.F) {
 	f.Add([]byte("-----BEGIN PRIVATE KEY-----\nQUJD\n"), uint16(10), uint16(40), uint8(2))
 	f.Add([]byte("\x1b[31m\x1b"), uint16(1), uint16(2), uint8(3))
 	f.Add([]byte("eyJhbGciOiJIUzI1NiJ9.eyJz\x1b[1mdWIiOiJ4In0.c2ln ok"), uint16(30), uint16(31), uint8(0))
+	// Inputs the fuzzer found: a long secret whose start leaves the window
+	// before it matches; a match sent whole that a second one follows.
+	f.Add([]byte("000000000000000000000000000000"), uint16(30), uint16(109), uint8(0))
+	f.Add([]byte("-----BEGIN0PRIVATE KEY-----000000"), uint16(135), uint16(66), uint8(0x8a))
 	short := newTestMasker(f, MaskConfig{DefaultPatterns: true, MaxPatternLen: 64})
 	long := newTestMasker(f, MaskConfig{DefaultPatterns: true})
 	f.Fuzz(func(t *testing.T, data []byte, cut1, cut2 uint16, which uint8) {

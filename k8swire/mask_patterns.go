@@ -144,7 +144,7 @@ func (p *patternSet) find(b []byte, dst []span) []span {
 	out := dst[:1]
 	for _, s := range dst[1:] {
 		last := &out[len(out)-1]
-		if s.start <= last.end {
+		if s.start < last.end {
 			last.end = max(last.end, s.end)
 			last.fullStart = min(last.fullStart, s.fullStart)
 			if s.fullEnd > last.fullEnd {

@@ -34,7 +34,7 @@ type StreamMasker struct {
 	// contNext and specNext are where the matches followed on and those
 	// sent on suspicion in this write will stand once it is sent.
 	cont, contNext, specNext []contState
-	specEnd                  int // where the text sent on suspicion ends
+	holdAt                   []int // per pattern, where text that could become a match starts
 	out                      []byte
 	spans                    []span
 	regions                  []escRegion
@@ -100,7 +100,7 @@ func (s *StreamMasker) match(b []byte, regions []escRegion) {
 	v := &s.view
 	v.build(b, regions)
 	s.spans = v.find(s.p, s.spans)
-	s.contNext, s.specNext, s.specEnd = s.contNext[:0], s.specNext[:0], -1
+	s.contNext, s.specNext = s.contNext[:0], s.specNext[:0]
 	if len(s.cont) == 0 {
 		return
 	}
@@ -147,23 +147,20 @@ func (s *StreamMasker) addSpan(sp span) {
 // at most end, where an incomplete escape sequence starts.
 func (s *StreamMasker) cutPoint(buf []byte, end int) int {
 	n, base, v := len(buf), s.sent, &s.view
-	cut := min(end, incompleteRune(buf[:end]))
-	// Hold what could still become a match, or send it masked if it is
-	// too long to hold.
-	hold := len(v.text)
+	cut := max(base, min(end, incompleteRune(buf[:end])))
+	// Hold what could still become a match, unless it is too long to hold.
+	from, hold := v.toText(base), len(v.text)
+	s.holdAt = s.holdAt[:0]
 	for i := range s.p.holds {
-		if c := s.p.holds[i].leftmost(v.text, v.toText(base), hold); c >= 0 {
-			hold = c
+		c := s.p.holds[i].leftmost(v.text, from, len(v.text))
+		s.holdAt = append(s.holdAt, c)
+		if c >= 0 {
+			hold = min(hold, c)
 		}
 	}
-	if hold < len(v.text) {
-		if at := v.toBytes(hold, true); n-at <= s.maxHold {
-			cut = min(cut, at)
-		} else {
-			s.suspect(hold, cut)
-		}
+	if at := v.toBytes(hold, true); hold < len(v.text) && n-at <= s.maxHold {
+		cut = max(base, min(cut, at))
 	}
-	cut = max(base, cut)
 	// Never cut between the start of a match and the end of what it masks:
 	// hold the match whole, or, if it is too long, send it masked to its
 	// end.
@@ -190,48 +187,43 @@ func (s *StreamMasker) cutPoint(buf []byte, end int) int {
 			}
 		}
 	}
+	s.suspect(cut)
 	return cut
 }
 
-// suspect masks the text from hold up to the bytes' offset upTo, which
-// could still become a match but is too long to hold back, and follows
-// the patterns that could match it.
-func (s *StreamMasker) suspect(hold, upTo int) {
+// suspect masks, of the text sent now, what could still become a match of
+// a pattern, from where that starts, and follows those patterns into the
+// next writes.
+func (s *StreamMasker) suspect(cut int) {
 	v := &s.view
-	to := v.toText(upTo)
-	prev := lastRune(v.text[:hold])
-	for i, prog := range s.p.progs {
-		if _, alive, next := runProg(prog, startState(prog, i, prev), v.text[hold:to]); alive {
-			s.specNext = append(s.specNext, next)
+	to := v.toText(cut)
+	for i, h := range s.holdAt {
+		if h < 0 || h >= to {
+			continue
 		}
-	}
-	if len(s.specNext) > 0 && hold < to {
-		sp := v.spanToBytes(span{start: hold, end: to, fullStart: hold, fullEnd: to})
-		sp.end, sp.fullEnd = upTo, upTo
+		next, alive := runProgFrom(s.p.progs[i], i, lastRune(v.text[:h]), v.text[h:to])
+		if !alive {
+			continue
+		}
+		s.specNext = append(s.specNext, next)
+		sp := v.spanToBytes(span{start: h, end: to, fullStart: h, fullEnd: to})
+		sp.end, sp.fullEnd = cut, cut
 		s.addSpan(sp)
-		s.specEnd = upTo
 	}
 }
 
 // follow updates the matches to follow once the bytes up to cut are sent.
 func (s *StreamMasker) follow(cut int) {
-	var cont []contState
-	held := false
 	for _, sp := range s.spans {
 		if sp.cont && sp.end > cut {
-			held = true // nothing of it went out: follow it as before
+			return // nothing of it went out: follow it as before
 		}
 	}
-	if held {
-		return
-	}
+	var cont []contState
 	if len(s.cont) > 0 {
 		cont = append(cont, s.contNext...)
 	}
-	if s.specEnd >= 0 && cut >= s.specEnd {
-		cont = append(cont, s.specNext...)
-	}
-	s.cont = cont
+	s.cont = append(cont, s.specNext...)
 }
 
 // splitSafe moves cut back out of an escape sequence or UTF-8 character it
