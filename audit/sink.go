@@ -29,6 +29,15 @@ const (
 	AnnotationCredential = "kubegate.dev/credential"
 	// AnnotationContentType is the media type of a recorded request body.
 	AnnotationContentType = "kubegate.dev/content-type"
+	// AnnotationMasked is "true" when secret values in the response were
+	// masked before it reached the client.
+	AnnotationMasked = "kubegate.dev/masked"
+	// AnnotationMaskExempt names the group that let the caller see raw
+	// values (break glass).
+	AnnotationMaskExempt = "kubegate.dev/mask-exempt"
+	// AnnotationMaskError is why a response was withheld: it could not be
+	// masked.
+	AnnotationMaskError = "kubegate.dev/mask-error"
 )
 
 // Annotation keys describing approvals: held requests, and calls of

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -89,6 +90,7 @@ func (g *Gateway) auditEvent(r *http.Request, x *exchange, rec *responseRecorder
 		ev.Annotations[audit.AnnotationGrant] = x.decision.Grant
 	}
 	holdAnnotations(x.hold, ev.Annotations)
+	maskAnnotations(x, g.cfg.MaskExemptGroups, ev.Annotations)
 	apiAnnotations(x.api, ev.Annotations)
 	sessionAnnotations(x.session, ev.Annotations)
 	if level == auditv1.LevelRequest || level == auditv1.LevelRequestResponse {
@@ -106,6 +108,9 @@ func (g *Gateway) addBodies(ev *auditv1.Event, r *http.Request, x *exchange, rec
 	}
 	if len(x.body) > 0 {
 		body, ct, err := auditableBody(x.body, r.Header.Get("Content-Type"))
+		if err == nil {
+			body, err = g.maskStored(x, body)
+		}
 		switch {
 		case err != nil:
 			ev.Annotations[audit.AnnotationBodyOmit] = "request body: " + err.Error()
@@ -117,11 +122,49 @@ func (g *Gateway) addBodies(ev *auditv1.Event, r *http.Request, x *exchange, rec
 		}
 	}
 	if level == auditv1.LevelRequestResponse && rec.body.Len() > 0 {
-		if rec.truncated() || !isJSON(rec.Header().Get("Content-Type")) {
-			ev.Annotations[audit.AnnotationBodyOmit] = "response body not JSON or too large"
-		} else {
-			ev.ResponseObject = &runtime.Unknown{Raw: rec.body.Bytes(), ContentType: runtime.ContentTypeJSON}
+		body := rec.body.Bytes()
+		var err error
+		if x.mask == maskExempt { // the client saw raw values; storage never does
+			body, err = g.maskStored(x, body)
 		}
+		switch {
+		case rec.truncated() || !isJSON(rec.Header().Get("Content-Type")):
+			ev.Annotations[audit.AnnotationBodyOmit] = "response body not JSON or too large"
+		case err != nil:
+			ev.Annotations[audit.AnnotationBodyOmit] = "response body: " + err.Error()
+		default:
+			ev.ResponseObject = &runtime.Unknown{Raw: body, ContentType: runtime.ContentTypeJSON}
+		}
+	}
+}
+
+// maskStored masks a JSON body before it is stored in an audit event.
+func (g *Gateway) maskStored(x *exchange, body []byte) ([]byte, error) {
+	if g.cfg.Masker == nil || x.req == nil || !g.cfg.Masker.Applies(x.req) {
+		return body, nil
+	}
+	masked, _, err := g.cfg.Masker.MaskBody(x.req, runtime.ContentTypeJSON, body)
+	if err != nil {
+		return nil, fmt.Errorf("not recorded: it could not be masked: %w", err)
+	}
+	return masked, nil
+}
+
+// maskAnnotations says whether the response was masked, or withheld, or
+// shown raw to an exempt caller.
+func maskAnnotations(x *exchange, groups []string, ann map[string]string) {
+	switch {
+	case x.maskErr != nil:
+		ann[audit.AnnotationMaskError] = x.maskErr.Error()
+	case x.mask == maskExempt:
+		for _, grp := range x.principal.Groups {
+			if slices.Contains(groups, grp) {
+				ann[audit.AnnotationMaskExempt] = grp
+				break
+			}
+		}
+	case x.masked:
+		ann[audit.AnnotationMasked] = "true"
 	}
 }
 

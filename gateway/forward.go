@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/kubegate/kubegate/identity"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // newProxy builds the reverse proxy to the apiserver. The standard library
@@ -24,11 +25,16 @@ func (g *Gateway) newProxy() *httputil.ReverseProxy {
 			stripClientCredentials(pr.Out.Header)
 			if x := exchangeFrom(pr.In.Context()); x != nil && x.principal != nil {
 				setImpersonation(pr.Out.Header, x.principal)
+				if x.mask == maskOn {
+					// A compressed answer could not be masked.
+					pr.Out.Header.Del("Accept-Encoding")
+				}
 			}
 		},
-		Transport:     g.cfg.Transport,
-		FlushInterval: -1, // watches and logs -f flush every write
-		ErrorLog:      nil,
+		ModifyResponse: g.maskResponse,
+		Transport:      g.cfg.Transport,
+		FlushInterval:  -1, // watches and logs -f flush every write
+		ErrorLog:       nil,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			x := exchangeFrom(r.Context())
 			if x != nil {
@@ -40,6 +46,15 @@ func (g *Gateway) newProxy() *httputil.ReverseProxy {
 			id := ""
 			if x != nil {
 				id = x.id
+			}
+			if errors.Is(err, ErrMasking) {
+				if x != nil {
+					x.upErr, x.maskErr = nil, err
+				}
+				g.cfg.Log.Warn("response withheld: masking failed", "request_id", id, "err", err)
+				writeStatus(w, http.StatusBadGateway, metav1.StatusReasonInternalError,
+					"kubegate: the response could not be masked, so it is withheld: "+err.Error(), id, nil)
+				return
 			}
 			code := http.StatusBadGateway
 			if errors.Is(err, syscall.ECONNREFUSED) {

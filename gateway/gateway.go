@@ -13,6 +13,7 @@ import (
 
 	"github.com/kubegate/kubegate/audit"
 	"github.com/kubegate/kubegate/identity"
+	"github.com/kubegate/kubegate/k8swire"
 	"github.com/kubegate/kubegate/notify"
 	"github.com/kubegate/kubegate/policy"
 	"k8s.io/client-go/rest"
@@ -84,6 +85,13 @@ type Config struct {
 	// NodeID names this node in held requests and notifications. Empty
 	// means "kubegate".
 	NodeID string
+	// Masker masks secret values in responses, watch streams and exec or
+	// attach output, and in everything kubegate stores. Nil masks nothing.
+	Masker *k8swire.Masker
+	// MaskExemptGroups see raw values (break glass); each such response is
+	// audited as exempt. Their session recordings and audit bodies are
+	// still masked.
+	MaskExemptGroups []string
 	// Metrics records request metrics. Nil means a private registry nobody
 	// scrapes.
 	Metrics *Metrics

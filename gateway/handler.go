@@ -32,6 +32,9 @@ type exchange struct {
 	api       *apiCall // set for calls of kubegate's own API
 	// credential identifies the bearer token without revealing it.
 	credential string
+	mask       maskState // whether responses are masked
+	masked     bool      // the response body had something masked
+	maskErr    error     // masking failed; the client got an error instead
 }
 
 type ctxKey struct{}
@@ -113,6 +116,7 @@ func (g *Gateway) serve(w *responseRecorder, r *http.Request, x *exchange) error
 			return fmt.Errorf("%w: %w", ErrAuditUnavailable, err)
 		}
 	}
+	x.mask = g.maskStateFor(x)
 	if req.Upgrade != k8swire.NoUpgrade {
 		return g.serveStream(w, r, x)
 	}

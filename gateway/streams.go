@@ -79,6 +79,7 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, x *exchang
 		err = errors.New("no session recorder is configured")
 	} else {
 		rec, err = g.cfg.Recorder(SessionInfo{ID: x.id, Principal: *x.principal, Request: *x.req, Start: x.start})
+		rec = g.maskRecording(rec, x)
 	}
 	if err != nil {
 		if !continueUnrecorded {
@@ -106,7 +107,8 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, x *exchang
 		ctx, tap = idle.ctx, idle
 	}
 	x.session.result = upgrade.ServeRemoteCommand(w, r.WithContext(ctx), upgrade.RemoteCommandConfig{
-		Upstream: upstream, URL: &u, Attach: x.req.Subresource == "attach", Command: s.Command,
+		NewOutputFilter: g.outputFilter(x),
+		Upstream:        upstream, URL: &u, Attach: x.req.Subresource == "attach", Command: s.Command,
 		Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, TTY: s.TTY,
 		Tap: tap, ContinueWithoutRecording: continueUnrecorded, Log: g.cfg.Log.With("request_id", x.id),
 	})

@@ -23,6 +23,7 @@ commands:
   requests [--pending]      list access requests: held calls and requests for grants
   approve ID | deny ID      decide on an access request
   grants | revoke ID        list grants, or end one early
+  mask test -f FILE         show what a client receives for an object, with the masking rules applied
   cluster status|add|remove show or change the Raft membership of a kubegate cluster
   demo run|up|down          a local cluster with kubegate in front of it
 `
@@ -59,6 +60,8 @@ func main() {
 		err = runGrants(ctx, args, os.Stdout)
 	case "revoke":
 		err = runRevoke(ctx, args, os.Stdout)
+	case "mask":
+		err = runMask(ctx, args, os.Stdin, os.Stdout, os.Stderr)
 	case "cluster":
 		err = runCluster(ctx, args, os.Stdout)
 	case "demo":

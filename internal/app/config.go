@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/kubegate/kubegate/k8swire"
 	"github.com/kubegate/kubegate/policy"
 	"sigs.k8s.io/yaml"
 )
@@ -28,6 +29,8 @@ type Config struct {
 	Policy policy.Config `json:"policy"`
 	// Audit configures where audit events go.
 	Audit AuditConfig `json:"audit"`
+	// Masking hides secret values from responses, streams and storage.
+	Masking MaskingConfig `json:"masking"`
 	// Cluster configures the replicated approval state.
 	Cluster ClusterConfig `json:"cluster"`
 	// Approvals configures requests for grants and notifications.
@@ -35,6 +38,42 @@ type Config struct {
 	// DrainTimeout is how long open exec, attach and port-forward sessions
 	// may go on after SIGTERM before they are closed. Zero means 30s.
 	DrainTimeout policy.Duration `json:"drainTimeout"`
+}
+
+// MaskingConfig configures masking; see k8swire.MaskConfig. The zero value
+// masks Secret values and the built-in patterns.
+type MaskingConfig struct {
+	// Disabled turns masking off entirely. False masks.
+	Disabled bool `json:"disabled"`
+	// DefaultRules (Secret data, stringData, last-applied annotation) and
+	// DefaultPatterns (JWTs, private keys, AWS key ids, Bearer tokens).
+	// Unset means true.
+	DefaultRules    *bool `json:"defaultRules"`
+	DefaultPatterns *bool `json:"defaultPatterns"`
+	// Rules mask further fields, e.g. ConfigMap keys or env values.
+	Rules []k8swire.MaskRule `json:"rules"`
+	// Patterns are further Go regexps for values anywhere.
+	Patterns []string `json:"patterns"`
+	// ExemptGroups see raw values (break glass); every such response is
+	// audited. Stored copies are masked regardless.
+	ExemptGroups []string `json:"exemptGroups"`
+	// MaxPatternLen and MaxWatchEvent: see k8swire.MaskConfig; zero means
+	// its defaults.
+	MaxPatternLen int `json:"maxPatternLen"`
+	MaxWatchEvent int `json:"maxWatchEvent"`
+}
+
+// MaskConfig is the masking engine's configuration; ok is false when
+// masking is disabled.
+func (m MaskingConfig) MaskConfig() (c k8swire.MaskConfig, ok bool) {
+	if m.Disabled {
+		return k8swire.MaskConfig{}, false
+	}
+	on := func(b *bool) bool { return b == nil || *b }
+	return k8swire.MaskConfig{
+		DefaultRules: on(m.DefaultRules), DefaultPatterns: on(m.DefaultPatterns),
+		Rules: m.Rules, Patterns: m.Patterns, MaxPatternLen: m.MaxPatternLen, MaxWatchEvent: m.MaxWatchEvent,
+	}, true
 }
 
 // ClusterConfig configures this node's share of the approval state (held
@@ -232,6 +271,11 @@ func (c *Config) validate() error {
 	}
 	if c.Audit.Recordings.Dir == "" {
 		c.Audit.Recordings.Dir = filepath.Join(filepath.Dir(c.Audit.File.Path), "recordings")
+	}
+	if mc, ok := c.Masking.MaskConfig(); ok {
+		if err := mc.Validate(); err != nil {
+			return fmt.Errorf("masking: %w", err)
+		}
 	}
 	if c.Cluster.NodeID == "" {
 		c.Cluster.NodeID = "kubegate"

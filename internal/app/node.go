@@ -21,6 +21,7 @@ import (
 	"github.com/kubegate/kubegate/cluster/raftnode"
 	"github.com/kubegate/kubegate/gateway"
 	"github.com/kubegate/kubegate/identity"
+	"github.com/kubegate/kubegate/k8swire"
 	"github.com/kubegate/kubegate/notify"
 	"github.com/kubegate/kubegate/policy"
 	"github.com/kubegate/kubegate/tlsfront"
@@ -91,6 +92,12 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 	for _, h := range hooks {
 		notifier = append(notifier, h)
 	}
+	var masker *k8swire.Masker
+	if mc, ok := cfg.Masking.MaskConfig(); ok {
+		if masker, err = k8swire.NewMasker(mc); err != nil {
+			return nil, fmt.Errorf("masking: %w", err)
+		}
+	}
 	var gwRef *gateway.Gateway // for peers' session calls, set below
 	rn, err := openCluster(cfg.Cluster, &gwRef, log)
 	if err != nil {
@@ -110,7 +117,7 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 		ForwardCapture: forwardCapture(cfg.Audit.Recordings.Dir),
 		Approvals:      newTimedApprovals(rn, reg), GrantApprovers: engine.DefaultApprovers(), NodeID: cfg.Cluster.NodeID,
 		MaxGrantDuration: time.Duration(cfg.Approvals.MaxGrantDuration), GrantRequestTTL: time.Duration(cfg.Approvals.GrantRequestTTL),
-		Notifier: notifier,
+		Notifier: notifier, Masker: masker, MaskExemptGroups: cfg.Masking.ExemptGroups,
 	})
 	if err != nil {
 		return nil, err
