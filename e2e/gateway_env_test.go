@@ -34,6 +34,17 @@ var (
 
 // testPolicy is the policy the end-to-end tests run kubegate with.
 const testPolicy = `
+masking:
+  rules:
+  - name: configmap-passwords
+    resource: configmaps
+    fields: ["data"]
+    keyPattern: "(?i)password|token|secret"
+  - name: pod-env-secrets
+    resource: pods
+    fields: ["spec.containers[].env[].value"]
+    namePattern: "(?i)password|token|secret"
+  exemptGroups: ["dex:platform-admins"]
 policy:
   defaultRules: true
   rules:
