@@ -70,6 +70,7 @@ func TestMaskingKeepsPlantedSecretsFromClientsAndStorage(t *testing.T) {
 		return r
 	}
 	for _, args := range [][]string{
+		{"get", "secrets"}, // a Table
 		{"get", "secret", "planted", "-o", "json"},
 		{"get", "secret", "planted", "-o", "yaml"},
 		{"describe", "secret", "planted"},
