@@ -23,8 +23,8 @@ func TestMaskTestShowsWhatClientsGet(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, input, config string
-		want, gone         []string
-		wantErr            string
+		want, gone          []string
+		wantErr             string
 	}{
 		{name: "secret, built-in rules", input: secret, want: []string{k8swire.MaskMarkerBase64}, gone: []string{"c3VwZXJzZWNyZXQ="}},
 		{name: "configmap without the rule", input: cm, want: []string{"hunter2"}},
