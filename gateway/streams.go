@@ -107,8 +107,9 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, x *exchang
 		ctx, tap = idle.ctx, idle
 	}
 	x.session.result = upgrade.ServeRemoteCommand(w, r.WithContext(ctx), upgrade.RemoteCommandConfig{
-		NewOutputFilter: g.outputFilter(x),
-		Upstream:        upstream, URL: &u, Attach: x.req.Subresource == "attach", Command: s.Command,
+		NewOutputFilter:  g.outputFilter(x),
+		OutputFlushDelay: ttyFlushDelay(s.TTY),
+		Upstream:         upstream, URL: &u, Attach: x.req.Subresource == "attach", Command: s.Command,
 		Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, TTY: s.TTY,
 		Tap: tap, ContinueWithoutRecording: continueUnrecorded, Log: g.cfg.Log.With("request_id", x.id),
 	})
@@ -123,6 +124,16 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, x *exchang
 
 // exitRecorder is a recording that can note how the session ended.
 type exitRecorder interface{ Exit(code int) error }
+
+// ttyFlushDelay lets a terminal show what the masker holds back (a typed
+// character that could begin a secret) after a short pause; programs' output
+// is held until it can be judged.
+func ttyFlushDelay(tty bool) time.Duration {
+	if tty {
+		return 50 * time.Millisecond
+	}
+	return 0
+}
 
 // boundSession ends the session at the rule's maximum duration.
 func boundSession(ctx context.Context, rules policy.SessionRules, rule string) (context.Context, context.CancelFunc) {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
+	"time"
 
 	clientremotecommand "k8s.io/client-go/tools/remotecommand"
 )
@@ -63,4 +65,30 @@ func TestRemoteCommandOutputFilter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRemoteCommandOutputIdleFlush: with OutputFlushDelay, what the filter
+// holds back reaches the client while the session is idle, before any more
+// output or the end.
+func TestRemoteCommandOutputIdleFlush(t *testing.T) {
+	h := newRCHarness(t, func(c *RemoteCommandConfig) {
+		c.NewOutputFilter = func() OutputFilter { return &holdBackUpper{} }
+		c.OutputFlushDelay = 10 * time.Millisecond
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), rcTimeout)
+	defer cancel()
+	stdinR, stdinW := io.Pipe()
+	var out rcBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- h.exec(ctx, false, rcExecPath, rcStreams{stdin: true, stdout: true}.query("idle", "echo", "0"), clientremotecommand.StreamOptions{Stdin: stdinR, Stdout: &out})
+	}()
+	_, _ = io.WriteString(stdinW, "typed")
+	// Stdin stays open: only the idle flush can deliver the held "D".
+	rcWaitFor(t, "the held-back byte after the pause", rcTimeout, func() bool { return out.String() == "TYPED" })
+	stdinW.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	h.wait(t, "idle", rcTimeout)
 }

@@ -46,6 +46,12 @@ type RemoteCommandConfig struct {
 	// see it (secret masking), and what it holds back is flushed when the
 	// session ends. Nil passes output as it is.
 	NewOutputFilter func() OutputFilter
+	// OutputFlushDelay, when set, passes on what a filter holds back after
+	// this long without new output, so that an interactive terminal shows a
+	// typed character that could begin a secret. A secret written in two
+	// parts further apart than this is then not masked whole. Zero holds
+	// back until more output comes or the stream ends.
+	OutputFlushDelay time.Duration
 	// ContinueWithoutRecording keeps a session going when Tap fails. False
 	// (the default) ends the session: kubegate fails closed.
 	ContinueWithoutRecording bool
@@ -187,11 +193,11 @@ func (r *relay) run(ctx context.Context, in io.Reader, out, errOut io.Writer, tt
 	}
 	var writers []*tappedWriter
 	if out != nil {
-		tw := &tappedWriter{w: out, record: taps.output, cancel: cancel, filter: r.newFilter()}
+		tw := &tappedWriter{w: out, record: taps.output, cancel: cancel, filter: r.newFilter(), delay: r.cfg.OutputFlushDelay}
 		opts.Stdout, writers = tw, append(writers, tw)
 	}
 	if errOut != nil {
-		tw := &tappedWriter{w: errOut, record: taps.errorOutput, cancel: cancel, filter: r.newFilter()}
+		tw := &tappedWriter{w: errOut, record: taps.errorOutput, cancel: cancel, filter: r.newFilter(), delay: r.cfg.OutputFlushDelay}
 		opts.Stderr, writers = tw, append(writers, tw)
 	}
 	if resize != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	clientremotecommand "k8s.io/client-go/tools/remotecommand"
 	serverremotecommand "k8s.io/cri-streaming/pkg/streaming/remotecommand"
@@ -82,7 +83,12 @@ type tappedWriter struct {
 	w      io.Writer
 	record func([]byte) error
 	cancel context.CancelCauseFunc
-	filter OutputFilter // nil: output passes as it is
+	filter OutputFilter  // nil: output passes as it is
+	delay  time.Duration // idle flush of what filter holds back; 0: none
+
+	mu     sync.Mutex // serializes the filter and writes to the client
+	timer  *time.Timer
+	closed bool
 }
 
 // OutputFilter rewrites an output stream on its way to the client, such as
@@ -95,14 +101,34 @@ type OutputFilter interface {
 }
 
 func (t *tappedWriter) Write(p []byte) (int, error) {
-	out := p
-	if t.filter != nil {
-		out = t.filter.Write(p)
+	if t.filter == nil {
+		if err := t.pass(p); err != nil {
+			return 0, err
+		}
+		return len(p), nil
 	}
-	if err := t.pass(out); err != nil {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.pass(t.filter.Write(p)); err != nil {
 		return 0, err
 	}
+	if t.delay > 0 {
+		if t.timer == nil {
+			t.timer = time.AfterFunc(t.delay, t.idleFlush)
+		} else {
+			t.timer.Reset(t.delay)
+		}
+	}
 	return len(p), nil
+}
+
+// idleFlush passes on what the filter held back while output paused.
+func (t *tappedWriter) idleFlush() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.closed {
+		_ = t.pass(t.filter.Flush())
+	}
 }
 
 // pass records and writes filtered bytes.
@@ -122,9 +148,16 @@ func (t *tappedWriter) pass(p []byte) error {
 
 // flush passes on what the filter held back, at the end of the session.
 func (t *tappedWriter) flush() {
-	if t.filter != nil {
-		_ = t.pass(t.filter.Flush())
+	if t.filter == nil {
+		return
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+	t.closed = true
+	_ = t.pass(t.filter.Flush())
 }
 
 // sizeQueue hands the client's resizes to the upstream executor, recording
