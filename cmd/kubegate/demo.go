@@ -186,6 +186,8 @@ Try, as the agent:
   kubectl get pods -n dev                      # allowed, and audited
   kubectl run priv --image=busybox --privileged -n dev   # denied: privileged workloads
   kubectl exec -it toolbox -n dev -- sh        # relayed and recorded
+  kubectl create secret generic db -n dev --from-literal=password=hunter2
+  kubectl get secret db -n dev -o yaml         # data masked: secret values never leave kubegate
   kubectl delete pod toolbox -n prod           # held until a person approves it
 
 Then, in a second terminal, as the approver:
