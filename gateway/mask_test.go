@@ -180,3 +180,18 @@ func TestMaskingWatchIsStreamed(t *testing.T) {
 		next <- struct{}{}
 	}
 }
+
+func TestMaskText(t *testing.T) {
+	m, err := k8swire.NewMasker(k8swire.MaskConfig{DefaultPatterns: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &Gateway{cfg: Config{Masker: m}}
+	got := g.maskText(`exec pods "web": "curl -H 'Authorization: Bearer abcdefghijklmnop' x"`)
+	if strings.Contains(got, "abcdefghijklmnop") || !strings.Contains(got, k8swire.MaskMarker) {
+		t.Errorf("maskText = %q", got)
+	}
+	if got := (&Gateway{}).maskText("plain"); got != "plain" {
+		t.Errorf("without a masker: %q", got)
+	}
+}

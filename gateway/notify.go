@@ -27,6 +27,9 @@ func (g *Gateway) notify(ev notify.Event, req *cluster.Request) {
 	ev.ApprovalsRequired = req.ApprovalsRequired
 	ev.ExpiresAt = req.ExpiresAt
 	ev.Node = g.cfg.NodeID
+	// An exec's argv or a reason can carry a value a pattern masks; the
+	// receiving chat room must not see it.
+	ev.Summary, ev.Reason = g.maskText(ev.Summary), g.maskText(ev.Reason)
 	if req.State == cluster.StatePending {
 		ev.ApproveCommand = "kubegate approve " + req.ID + ` --reason "..."`
 		ev.DenyCommand = "kubegate deny " + req.ID + ` --reason "..."`
@@ -103,4 +106,14 @@ func list(ss []string) string {
 		return "*"
 	}
 	return strings.Join(ss, ",")
+}
+
+// maskText applies the masker's value patterns to s.
+func (g *Gateway) maskText(s string) string {
+	if g.cfg.Masker == nil || s == "" {
+		return s
+	}
+	sm := g.cfg.Masker.NewStreamMasker()
+	out := string(sm.Write([]byte(s)))
+	return out + string(sm.Flush())
 }
