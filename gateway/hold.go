@@ -80,7 +80,7 @@ func (g *Gateway) holdForApproval(ctx context.Context, x *exchange) error {
 		ApproverGroups:    x.decision.Approvers.Groups,
 		ApprovalsRequired: x.decision.Approvers.Count,
 		Fingerprint:       fingerprint(p.User, x.req, x.body),
-		Target:            target(x.req),
+		Target:            g.maskTarget(target(x.req)),
 		HeldOn:            g.cfg.NodeID,
 	}})
 	if err == nil {
@@ -303,6 +303,17 @@ func fingerprint(user string, r *k8swire.Request, body []byte) string {
 	}
 	field(string(body))
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// maskTarget masks values in an exec's argv before it is replicated and
+// stored with the access request (the fingerprint keeps the raw argv's
+// hash, so retries still match).
+func (g *Gateway) maskTarget(t cluster.Target) cluster.Target {
+	t.Command = slices.Clone(t.Command) // the request's own argv is forwarded as it is
+	for i, c := range t.Command {
+		t.Command[i] = g.maskText(c)
+	}
+	return t
 }
 
 // target describes a request for approvers.
