@@ -195,3 +195,20 @@ func TestMaskText(t *testing.T) {
 		t.Errorf("without a masker: %q", got)
 	}
 }
+
+func TestMaskTargetLeavesTheRequestAlone(t *testing.T) {
+	m, err := k8swire.NewMasker(k8swire.MaskConfig{DefaultPatterns: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &Gateway{cfg: Config{Masker: m}}
+	argv := []string{"curl", "-H", "Authorization: Bearer abcdefghijklmnop"}
+	req := &k8swire.Request{Verb: "create", Resource: "pods", Subresource: "exec", Stream: &k8swire.Stream{Command: argv}}
+	got := g.maskTarget(target(req))
+	if strings.Contains(strings.Join(got.Command, " "), "abcdefghijklmnop") {
+		t.Errorf("stored argv %q", got.Command)
+	}
+	if argv[2] != "Authorization: Bearer abcdefghijklmnop" {
+		t.Errorf("the forwarded argv changed: %q", argv)
+	}
+}
