@@ -109,6 +109,11 @@ func (g *Gateway) holdForApproval(ctx context.Context, x *exchange) error {
 		h.request, h.outcome = cur, cur.State
 		switch cur.State {
 		case cluster.StateApproved:
+			if ctx.Err() != nil {
+				// The client is gone: leave the approval for its retry.
+				h.outcome = cluster.StatePending
+				return fmt.Errorf("the client went away while the request was held: %w", context.Cause(ctx))
+			}
 			res, err := g.applyHeld(ctx, cur.ExpiresAt.Add(cluster.ReuseWindow), cluster.Command{Op: cluster.OpUse, Now: g.cfg.Now(), ID: h.id, UsedBy: x.id})
 			if err != nil {
 				return fmt.Errorf("%w: %w", ErrApprovalsUnavailable, err)

@@ -233,6 +233,11 @@ func TestHoldClientGoneLeavesPendingForRetry(t *testing.T) {
 	held := f.pending(t)
 	cancel()
 	<-done
+	// The approval comes once kubegate has seen the client go (its event
+	// says the request was left pending), as when kubectl was killed.
+	if ev := f.sink.find(func(a map[string]string) bool { return a["kubegate.dev/hold-outcome"] == "pending" }); ev == nil {
+		t.Fatal("the abandoned hold was never audited")
+	}
 	if r := f.call(t, context.Background(), "bob", http.MethodPost, APIPrefix+"requests/"+held.ID+"/approve", nil); r.code != http.StatusOK {
 		t.Fatalf("approve: %d %s", r.code, r.body)
 	}
