@@ -106,18 +106,27 @@ func (g *Gateway) serveAPI(w http.ResponseWriter, r *http.Request, x *exchange) 
 			}
 		}
 	}
+	g.api.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, x)))
+	return nil
+}
+
+// newAPI routes kubegate's API; each handler finds its exchange in the
+// request's context.
+func (g *Gateway) newAPI() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+APIPrefix+"requests", func(w http.ResponseWriter, r *http.Request) { g.apiListRequests(w, r, x) })
-	mux.HandleFunc("POST "+APIPrefix+"requests", func(w http.ResponseWriter, r *http.Request) { g.apiCreateGrantRequest(w, r, x) })
-	mux.HandleFunc("GET "+APIPrefix+"requests/{id}", func(w http.ResponseWriter, r *http.Request) { g.apiGetRequest(w, r, x) })
-	mux.HandleFunc("POST "+APIPrefix+"requests/{id}/{verb}", func(w http.ResponseWriter, r *http.Request) { g.apiDecide(w, r, x) })
-	mux.HandleFunc("GET "+APIPrefix+"grants", func(w http.ResponseWriter, r *http.Request) { g.apiListGrants(w, r, x) })
-	mux.HandleFunc("POST "+APIPrefix+"grants/{id}/revoke", func(w http.ResponseWriter, r *http.Request) { g.apiRevoke(w, r, x) })
-	mux.HandleFunc(APIPrefix, func(w http.ResponseWriter, r *http.Request) {
+	handle := func(pattern string, h func(http.ResponseWriter, *http.Request, *exchange)) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) { h(w, r, exchangeFrom(r.Context())) })
+	}
+	handle("GET "+APIPrefix+"requests", g.apiListRequests)
+	handle("POST "+APIPrefix+"requests", g.apiCreateGrantRequest)
+	handle("GET "+APIPrefix+"requests/{id}", g.apiGetRequest)
+	handle("POST "+APIPrefix+"requests/{id}/{verb}", g.apiDecide)
+	handle("GET "+APIPrefix+"grants", g.apiListGrants)
+	handle("POST "+APIPrefix+"grants/{id}/revoke", g.apiRevoke)
+	handle(APIPrefix, func(w http.ResponseWriter, r *http.Request, x *exchange) {
 		g.apiError(w, x, fmt.Errorf("%w: no API call %s %s", errAPI, r.Method, r.URL.Path))
 	})
-	mux.ServeHTTP(w, r)
-	return nil
+	return mux
 }
 
 // isApprover reports whether p is in a group that decides on grants, and

@@ -112,6 +112,7 @@ type Config struct {
 type Gateway struct {
 	cfg      Config
 	proxy    *httputil.ReverseProxy
+	api      http.Handler // kubegate's own API under APIPrefix
 	sessions *Sessions
 }
 
@@ -155,6 +156,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, sessions: NewSessions()}
 	g.proxy = g.newProxy()
+	g.api = g.newAPI()
 	return g, nil
 }
 
