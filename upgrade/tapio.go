@@ -157,7 +157,12 @@ func (t *tappedWriter) flush() {
 		t.timer.Stop()
 	}
 	t.closed = true
-	_ = t.pass(t.filter.Flush())
+	if err := t.pass(t.filter.Flush()); err != nil {
+		// The tail could not be recorded (or written): end the session
+		// with that, rather than let the client take a short stream for
+		// a whole one.
+		t.cancel(fmt.Errorf("passing on the last output: %w", err))
+	}
 }
 
 // sizeQueue hands the client's resizes to the upstream executor, recording
