@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -192,5 +195,52 @@ func TestApprovalSurvivesKill(t *testing.T) {
 	res := runKubectl(t, ctx, agent, protocols[0], nil, "-n", "prod", "delete", "configmap", "survivor")
 	if res.code != 0 || !strings.Contains(userOutput(res.stderr), held.ID) {
 		t.Fatalf("the retry after approval: exit %d: %s", res.code, userOutput(res.stderr))
+	}
+}
+
+// TestApprovalHoldsPortForward: `kubectl port-forward` into prod waits for
+// approval, then forwards.
+func TestApprovalHoldsPortForward(t *testing.T) {
+	a := approvals(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	backend, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("behind-the-hold")) })}
+	go func() { _ = srv.Serve(backend) }()
+	defer srv.Close()
+	pf := startKubectl(t, ctx, a.kubeconfig("agent"), nil, "-n", "prod", "port-forward", "pod/toolbox",
+		fmt.Sprintf("0:%d", backend.Addr().(*net.TCPAddr).Port), "--address", "127.0.0.1")
+	defer func() { _ = pf.cmd.Process.Kill(); pf.wait(t, ctx) }()
+	held := a.waitPending(t, ctx, `portforward pods "toolbox" in namespace "prod"`)
+	if strings.Contains(pf.stdout.String(), "Forwarding from") {
+		t.Fatalf("port-forward listened before approval: %s", pf.stdout.String())
+	}
+	if r := a.kubegate(t, ctx, a.kubeconfig("approver"), "approve", held.ID); r.code != 0 {
+		t.Fatalf("approve: %s", r.stderr)
+	}
+	var local string
+	if !waitUntil(ctx, func() bool {
+		for _, l := range strings.Split(pf.stdout.String(), "\n") {
+			var port int
+			if _, err := fmt.Sscanf(l, "Forwarding from 127.0.0.1:%d ->", &port); err == nil {
+				local = fmt.Sprintf("127.0.0.1:%d", port)
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("port-forward never listened after approval: %s", userOutput(pf.stderr.String()))
+	}
+	resp, err := http.Get("http://" + local + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "behind-the-hold" {
+		t.Errorf("through the approved forward: %q", body)
 	}
 }
