@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sort"
 	"sync"
 	"time"
@@ -114,26 +113,4 @@ func (s *Sessions) Drain(ctx context.Context, reason string) {
 	empty = s.empty
 	s.mu.Unlock()
 	<-empty
-}
-
-// Handler serves the registry to operators: GET lists live sessions as
-// JSON; POST {id}/kill?reason=... ends one.
-func (s *Sessions) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /sessions", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = jsonEncode(w, s.List())
-	})
-	mux.HandleFunc("POST /sessions/{id}/kill", func(w http.ResponseWriter, r *http.Request) {
-		reason := r.URL.Query().Get("reason")
-		if reason == "" {
-			reason = "killed by an operator"
-		}
-		if !s.Kill(r.PathValue("id"), reason) {
-			http.Error(w, "no live session "+r.PathValue("id"), http.StatusNotFound)
-			return
-		}
-		_, _ = w.Write([]byte("killed\n"))
-	})
-	return mux
 }
