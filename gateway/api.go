@@ -132,12 +132,24 @@ func (g *Gateway) newAPI() http.Handler {
 // isApprover reports whether p is in a group that decides on grants, and
 // so may see every access request.
 func (g *Gateway) isApprover(p *identity.Principal) bool {
-	return slices.ContainsFunc(p.Groups, func(s string) bool { return slices.Contains(g.cfg.GrantApprovers.Groups, s) })
+	_, ok := groupIn(p.Groups, g.cfg.GrantApprovers.Groups)
+	return ok
 }
 
 // mayDecide reports whether p is in one of req's approver groups.
 func mayDecide(p *identity.Principal, req *cluster.Request) bool {
-	return slices.ContainsFunc(p.Groups, func(s string) bool { return slices.Contains(req.ApproverGroups, s) })
+	_, ok := groupIn(p.Groups, req.ApproverGroups)
+	return ok
+}
+
+// groupIn returns the first of groups that allowed lists.
+func groupIn(groups, allowed []string) (string, bool) {
+	for _, g := range groups {
+		if slices.Contains(allowed, g) {
+			return g, true
+		}
+	}
+	return "", false
 }
 
 func (g *Gateway) apiListRequests(w http.ResponseWriter, r *http.Request, x *exchange) {

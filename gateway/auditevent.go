@@ -8,7 +8,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -157,12 +156,7 @@ func maskAnnotations(x *exchange, groups []string, ann map[string]string) {
 	case x.maskErr != nil:
 		ann[audit.AnnotationMaskError] = x.maskErr.Error()
 	case x.mask == maskExempt:
-		for _, grp := range x.principal.Groups {
-			if slices.Contains(groups, grp) {
-				ann[audit.AnnotationMaskExempt] = grp
-				break
-			}
-		}
+		ann[audit.AnnotationMaskExempt], _ = groupIn(x.principal.Groups, groups)
 	case x.masked:
 		ann[audit.AnnotationMasked] = "true"
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -40,10 +39,10 @@ func (g *Gateway) maskStateFor(x *exchange) maskState {
 	if m == nil || x.req == nil || !m.Applies(x.req) {
 		return maskNone
 	}
-	if x.principal != nil && slices.ContainsFunc(x.principal.Groups, func(grp string) bool {
-		return slices.Contains(g.cfg.MaskExemptGroups, grp)
-	}) {
-		return maskExempt
+	if x.principal != nil {
+		if _, ok := groupIn(x.principal.Groups, g.cfg.MaskExemptGroups); ok {
+			return maskExempt
+		}
 	}
 	return maskOn
 }
