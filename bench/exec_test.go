@@ -2,46 +2,17 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/kubegate/kubegate/internal/stack"
-	"github.com/kubegate/kubegate/internal/testenv"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/remotecommand"
-)
-
-// benchTargets starts kubegate (once per benchmark binary) and returns the
-// rest.Configs to reach the cluster directly and through kubegate.
-func benchTargets(b *testing.B) (direct, gateway *rest.Config) {
-	b.Helper()
-	targetsOnce.Do(func() {
-		env := testenv.Get(b)
-		st, err := stack.Start(context.Background(), env, stack.Options{Dir: filepath.Join(env.Dir, "kubegate-bench-exec"), Policy: benchPolicy, Log: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			targetsErr = err
-			return
-		}
-		targetsDirect = env.RESTConfig
-		targetsGateway, targetsErr = clientcmd.BuildConfigFromFlags("", st.Kubeconfigs["agent"])
-	})
-	if targetsErr != nil {
-		b.Fatal(targetsErr)
-	}
-	return targetsDirect, targetsGateway
-}
-
-var (
-	targetsOnce                   sync.Once
-	targetsDirect, targetsGateway *rest.Config
-	targetsErr                    error
 )
 
 func execURL(cfg *rest.Config, command ...string) *url.URL {
@@ -72,77 +43,71 @@ func execOnce(cfg *rest.Config, websocket bool, out io.Writer, command ...string
 	return exec.StreamWithContext(context.Background(), remotecommand.StreamOptions{Stdout: out})
 }
 
-// BenchmarkExecSetupRate runs `exec -- true` sessions at concurrency 8,
-// direct and through kubegate, interleaved, over WebSocket and SPDY, and
-// reports sessions per second and the ratio to direct.
+// protocols are the stream protocols client-go speaks, by name.
+var protocols = []struct {
+	name      string
+	websocket bool
+}{{"websocket", true}, {"spdy", false}}
+
+// BenchmarkExecSetupRate runs `exec -- true` sessions at -exec-concurrency,
+// direct, through nginx and through kubegate, interleaved in -rounds, over
+// WebSocket and SPDY, and reports the median sessions per second of each.
+// Run with -benchtime=1x; b.N multiplies the rounds.
 func BenchmarkExecSetupRate(b *testing.B) {
-	direct, gateway := benchTargets(b)
-	const concurrency, sessions = 8, 160
-	for _, ws := range []bool{true, false} {
-		name := map[bool]string{true: "websocket", false: "spdy"}[ws]
-		b.Run(name, func(b *testing.B) {
-			rate := func(cfg *rest.Config) float64 {
-				start := time.Now()
+	c := comparison(b)
+	for _, p := range protocols {
+		b.Run(p.name, func(b *testing.B) {
+			rate := func(t target) (float64, error) {
+				var left atomic.Int64
+				left.Store(int64(*execSessions))
 				var wg sync.WaitGroup
-				work := make(chan struct{}, sessions)
-				for range sessions {
-					work <- struct{}{}
-				}
-				close(work)
-				for range concurrency {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for range work {
-							if err := execOnce(cfg, ws, io.Discard, "true"); err != nil {
-								b.Error(err)
+				errs := make(chan error, *execConcurrency)
+				start := time.Now()
+				for range *execConcurrency {
+					wg.Go(func() {
+						for left.Add(-1) >= 0 {
+							if err := execOnce(t.cfg, p.websocket, io.Discard, "true"); err != nil {
+								errs <- err
 								return
 							}
 						}
-					}()
+					})
 				}
 				wg.Wait()
-				return sessions / time.Since(start).Seconds()
+				elapsed := time.Since(start)
+				close(errs)
+				if err := <-errs; err != nil {
+					return 0, err
+				}
+				return float64(*execSessions) / elapsed.Seconds(), nil
 			}
-			var d, g float64
-			for range b.N {
-				d += rate(direct)
-				g += rate(gateway)
-			}
-			d, g = d/float64(b.N), g/float64(b.N)
-			b.ReportMetric(d, "direct-sessions/s")
-			b.ReportMetric(g, "kubegate-sessions/s")
-			b.ReportMetric(g/d, "ratio")
+			samples := interleave(b, c.all(), b.N**rounds, rate)
+			reportMedians(b, c.all(), samples, "sessions/s")
 		})
 	}
 }
 
-// BenchmarkExecThroughput streams 256 MiB of text stdout (`yes`) from one
-// exec session, direct and through kubegate (recorded), and reports MiB/s
-// and the ratio.
+// BenchmarkExecThroughput streams -stream-mib MiB of text stdout (`yes`)
+// from one exec session over WebSocket, direct, through nginx and through
+// kubegate (recorded, and its output masked), interleaved in -rounds, and
+// reports the median MiB/s of each.
 func BenchmarkExecThroughput(b *testing.B) {
-	direct, gateway := benchTargets(b)
-	const size = 256 << 20
-	throughput := func(cfg *rest.Config) float64 {
-		start := time.Now()
+	c := comparison(b)
+	size := int64(*streamMiB) << 20
+	throughput := func(t target) (float64, error) {
 		n := &countingWriter{}
-		if err := execOnce(cfg, true, n, "sh", "-c", "yes | head -c 268435456"); err != nil {
-			b.Fatal(err)
+		start := time.Now()
+		if err := execOnce(t.cfg, true, n, "sh", "-c", fmt.Sprintf("yes | head -c %d", size)); err != nil {
+			return 0, err
 		}
+		elapsed := time.Since(start)
 		if n.n != size {
-			b.Fatalf("received %d bytes, want %d", n.n, size)
+			return 0, fmt.Errorf("received %d bytes, want %d", n.n, size)
 		}
-		return float64(size) / (1 << 20) / time.Since(start).Seconds()
+		return float64(size) / (1 << 20) / elapsed.Seconds(), nil
 	}
-	var d, g float64
-	for range b.N {
-		d += throughput(direct)
-		g += throughput(gateway)
-	}
-	d, g = d/float64(b.N), g/float64(b.N)
-	b.ReportMetric(d, "direct-MiB/s")
-	b.ReportMetric(g, "kubegate-MiB/s")
-	b.ReportMetric(g/d, "ratio")
+	samples := interleave(b, c.all(), b.N**rounds, throughput)
+	reportMedians(b, c.all(), samples, "MiB/s")
 }
 
 type countingWriter struct{ n int64 }

@@ -32,48 +32,43 @@ policy:
     auditLevel: Request
 `
 
-// BenchmarkGetLatency measures sequential GETs of one pod, direct to the
-// apiserver and through kubegate (OIDC on, policy on, audit on), interleaved
-// in rounds so both see the same machine. It reports medians and p99s and
-// the latency kubegate adds. Run with -benchtime=1x; b.N repeats the rounds.
+// BenchmarkGetLatency measures -get-sequential sequential GETs of one pod
+// per round, direct to the apiserver, through nginx and through kubegate
+// (OIDC on, policy on, audit on), interleaved in -rounds so all see the same
+// machine. It reports the medians over the rounds of each round's p50 and
+// p99. Run with -benchtime=1x; b.N multiplies the rounds.
 func BenchmarkGetLatency(b *testing.B) {
+	c := comparison(b)
 	ctx := context.Background()
-	directCfg, gwCfg := benchTargets(b)
-	direct := clientset(b, directCfg)
-	gateway := clientset(b, gwCfg)
-
-	const rounds, perRound = 10, 200
-	var d, g []time.Duration
-	get := func(cs kubernetes.Interface, into *[]time.Duration) {
-		for range perRound {
+	clients := map[string]kubernetes.Interface{}
+	for _, t := range c.all() {
+		clients[t.name] = clientset(b, t.cfg)
+	}
+	get := func(t target, n int) ([]time.Duration, error) {
+		ds := make([]time.Duration, 0, n)
+		for range n {
 			start := time.Now()
-			if _, err := cs.CoreV1().Pods("dev").Get(ctx, "toolbox", metav1.GetOptions{}); err != nil {
-				b.Fatal(err)
+			if _, err := clients[t.name].CoreV1().Pods("dev").Get(ctx, "toolbox", metav1.GetOptions{}); err != nil {
+				return nil, err
 			}
-			*into = append(*into, time.Since(start))
+			ds = append(ds, time.Since(start))
 		}
+		return ds, nil
 	}
-	// Warm both paths: connections, token cache, discovery.
-	get(direct, new([]time.Duration))
-	get(gateway, new([]time.Duration))
+	type percentiles struct{ p50, p99 time.Duration }
+	// Warm every path: connections, token cache, discovery.
+	interleave(b, c.all(), 1, func(t target) (percentiles, error) { _, err := get(t, 20); return percentiles{}, err })
 	b.ResetTimer()
-	for range b.N {
-		for range rounds {
-			get(direct, &d)
-			get(gateway, &g)
+	samples := interleave(b, c.all(), b.N**rounds, func(t target) (percentiles, error) {
+		ds, err := get(t, *getSequential)
+		if err != nil {
+			return percentiles{}, err
 		}
-	}
+		return percentiles{percentile(ds, 50), percentile(ds, 99)}, nil
+	})
 	b.StopTimer()
-	dp50, dp99 := percentile(d, 50), percentile(d, 99)
-	gp50, gp99 := percentile(g, 50), percentile(g, 99)
-	b.ReportMetric(us(dp50), "direct-p50-µs")
-	b.ReportMetric(us(dp99), "direct-p99-µs")
-	b.ReportMetric(us(gp50), "kubegate-p50-µs")
-	b.ReportMetric(us(gp99), "kubegate-p99-µs")
-	b.ReportMetric(us(gp50-dp50), "added-p50-µs")
-	b.ReportMetric(float64(gp50)/float64(dp50), "p50-ratio")
-	b.Logf("GET pod, %d sequential requests each: direct p50 %s p99 %s; kubegate p50 %s p99 %s; added p50 %s p99 %s",
-		len(d), dp50, dp99, gp50, gp99, gp50-dp50, gp99-dp99)
+	reportMedians(b, c.all(), column(samples, func(p percentiles) float64 { return us(p.p50) }), "p50-µs")
+	reportMedians(b, c.all(), column(samples, func(p percentiles) float64 { return us(p.p99) }), "p99-µs")
 }
 
 func clientset(b *testing.B, cfg *rest.Config) kubernetes.Interface {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"testing"
 
@@ -9,11 +10,16 @@ import (
 )
 
 // TestMain starts the test cluster only when benchmarks run: `go test ./...`
-// without -bench has nothing here to do.
+// without -bench has nothing here to do. It prints the comparison's
+// settings as a "bench-config:" line for the report, and stops nginx and
+// kubegate at the end.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
 		os.Exit(m.Run())
 	}
-	os.Exit(testenv.Main(m))
+	fmt.Printf("bench-config: %s\n", knobs())
+	code := testenv.Main(m)
+	stopComparison()
+	os.Exit(code)
 }
