@@ -45,8 +45,31 @@ demo: deps tools ## Start a local cluster with kubegate in front, print what to 
 	$(BIN)/kubegate demo run --dir $(DEMO_DIR)
 
 .PHONY: bench
-bench: tools ## Run the benchmarks (micro-benchmarks beside the code, end-to-end comparisons in bench/)
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+# `make bench`: the micro-benchmarks beside the code, then bench/'s
+# comparison of kubegate with direct access and with nginx (Debian's
+# package, installed here like the other packages), then the report:
+# a table on the terminal, BENCH_RESULTS/DATE.md and DATE.png. Sizes and
+# rounds are BENCH_* variables (bench/knobs_test.go), e.g.
+# `make bench BENCH_ROUNDS=3 BENCH_IDLE_SESSIONS=5000`; BENCH_RUN picks
+# bench/'s benchmarks (a -bench regexp), BENCH_HA_N the approvals timed
+# across three nodes. The commands hold no single quote, so the report shows
+# them as they ran.
+BENCH_RESULTS ?= bench/results
+BENCH_RUN     ?= .
+BENCH_HA_N    ?= 50
+bench_micro   = $(GO) test -run=^$$ -bench=. -benchmem -count=1 $$($(GO) list ./... | grep -v -e /bench -e /e2e$$)
+bench_compare = $(GO) test -run=^$$ -bench="$(BENCH_RUN)" -skip=BenchmarkHA -benchtime=1x -count=1 -timeout=0 ./bench/
+bench_ha      = $(GO) test -run=^$$ -bench=BenchmarkHAApprovalToRelease -benchtime=$(BENCH_HA_N)x -count=1 -timeout=0 ./bench/
+bench: APT_PACKAGES += nginx
+bench: deps tools build ## Benchmarks: micro, then kubegate vs direct vs nginx; prints the table, writes bench/results/DATE.md and .png
+	@set -o pipefail; raw=$$(mktemp); trap 'rm -f $$raw' EXIT; failed=0; \
+	cmds=(-command '$(strip make bench $(MAKEOVERRIDES))'); \
+	run() { echo "+ $$1"; cmds+=(-command "$$1"); eval "$$1" 2>&1 | tee -a $$raw || failed=1; }; \
+	run '$(bench_micro)'; \
+	run '$(bench_compare)'; \
+	case "$(BENCH_RUN)" in .|*HA*) run '$(bench_ha)';; esac; \
+	$(GO) run ./bench/report -out $(BENCH_RESULTS) "$${cmds[@]}" $$raw || failed=1; \
+	exit $$failed
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)

@@ -3,10 +3,12 @@ package bench
 import (
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"testing"
 
 	"github.com/kubegate/kubegate/internal/testenv"
+	"k8s.io/klog/v2"
 )
 
 // TestMain starts the test cluster only when benchmarks run: `go test ./...`
@@ -18,6 +20,9 @@ func TestMain(m *testing.M) {
 	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
 		os.Exit(m.Run())
 	}
+	// client-go logs every closed stream it pings; the figures are what
+	// counts here, and errors come back as errors.
+	klog.SetSlogLogger(slog.New(slog.DiscardHandler))
 	fmt.Printf("bench-config: %s\n", knobs())
 	code := testenv.Main(m)
 	stopComparison()
