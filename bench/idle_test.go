@@ -213,6 +213,7 @@ func BenchmarkIdleStreams(b *testing.B) {
 		return float64(after.rss-before.rss) / 1024 / float64(n), nil
 	})
 	reportMedians(b, proxies, samples, "KiB/session")
+	b.ReportMetric(float64(n), "sessions")
 	if err := c.waitNoSessions(); err != nil {
 		b.Fatal(err)
 	}

@@ -28,7 +28,7 @@ var (
 		"MiB sent through one exec session and through one forwarded connection")
 	idleSessions = intKnob("idle-sessions", "BENCH_IDLE_SESSIONS", 1000,
 		"concurrent idle attach sessions of the idle streams figure (each costs kubegate 3 file descriptors)")
-	idleRounds = intKnob("idle-rounds", "BENCH_IDLE_ROUNDS", 2,
+	idleRounds = intKnob("idle-rounds", "BENCH_IDLE_ROUNDS", 3,
 		"rounds of the idle streams figure")
 )
 

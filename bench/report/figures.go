@@ -25,12 +25,16 @@ type figure struct {
 	// check decides the target from the row's values, and says by how much;
 	// nil for no target.
 	check func(v map[string]float64) (met bool, detail string, ok bool)
+	// count, if set, is a metric of the benchmark (without a target
+	// prefix) that the row's name mentions, such as how many sessions
+	// were open.
+	count string
 }
 
 func perSecond(v float64) string { return fmt.Sprintf("%.0f/s", v) }
 func msFromUs(v float64) string  { return fmt.Sprintf("%.2f ms", v/1000) }
 func mibps(v float64) string     { return fmt.Sprintf("%.0f MiB/s", v) }
-func cpuMs(v float64) string     { return fmt.Sprintf("%.0f ms", v) }
+func cpuS(ms float64) string     { return fmt.Sprintf("%.3f s", ms/1000) }
 func kib(v float64) string       { return fmt.Sprintf("%.1f KiB", v) }
 
 // ratioAtLeast checks kubegate ≥ min × base.
@@ -91,12 +95,12 @@ var figures = []figure{
 	{name: "port-forward throughput, SPDY", short: "pf SPDY", benchmark: "BenchmarkPortForwardThroughput/spdy", unit: "MiB/s", format: mibps,
 		target: "≥ 0.9× direct", check: ratioAtLeast("direct", 0.9)},
 	{name: "idle attach sessions: proxy RSS per session", benchmark: "BenchmarkIdleStreams", unit: "KiB/session", lowerIsBetter: true, format: kib,
-		target: "kubegate ≤ 64 KiB per session", check: func(v map[string]float64) (bool, string, bool) {
+		count: "sessions", target: "kubegate ≤ 64 KiB per session", check: func(v map[string]float64) (bool, string, bool) {
 			k, ok := v["kubegate"]
-			return k <= 64, "", ok
+			return k <= 64, kib(k), ok
 		}},
-	{name: "proxy CPU per 1,000 GETs (user+sys)", benchmark: "BenchmarkGetThroughput", unit: "cpu-ms/1k", lowerIsBetter: true, format: cpuMs},
-	{name: "apiserver CPU per 1,000 GETs (user+sys)", benchmark: "BenchmarkGetThroughput", unit: "apiserver-cpu-ms/1k", lowerIsBetter: true, format: cpuMs},
+	{name: "proxy CPU per 1,000 GETs (user+sys)", benchmark: "BenchmarkGetThroughput", unit: "cpu-ms/1k", lowerIsBetter: true, format: cpuS},
+	{name: "apiserver CPU per 1,000 GETs (user+sys)", benchmark: "BenchmarkGetThroughput", unit: "apiserver-cpu-ms/1k", lowerIsBetter: true, format: cpuS},
 }
 
 // verdict is a row's target outcome.
@@ -155,6 +159,9 @@ func rows(r *run) []row {
 			continue
 		}
 		rw := row{figure: f, values: v}
+		if n, ok := r.value(f.benchmark, f.count); ok && f.count != "" {
+			rw.name = fmt.Sprintf("%s (%.0f %s)", f.name, n, f.count)
+		}
 		if f.check != nil {
 			m, detail, ok := f.check(v)
 			rw.detail = detail

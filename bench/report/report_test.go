@@ -86,7 +86,7 @@ func TestRows(t *testing.T) {
 		{"API GET latency p99 (sequential) p99-µs", missed, "+1.16 ms"},
 		{"exec setup rate, WebSocket (concurrency 8) sessions/s", met, "0.88× direct"},
 		{"exec setup rate, SPDY (concurrency 8) sessions/s", missed, "0.68× direct"},
-		{"idle attach sessions: proxy RSS per session KiB/session", met, ""},
+		{"idle attach sessions: proxy RSS per session (200 sessions) KiB/session", met, "62.3 KiB"},
 		{"proxy CPU per 1,000 GETs (user+sys) cpu-ms/1k", noTarget, ""},
 	} {
 		r, ok := got[tc.key]
