@@ -21,7 +21,7 @@ import (
 	utilexec "k8s.io/utils/exec"
 )
 
-// rcStatusCases are writeWebSocketStatus's table, and FuzzWebSocketStatus's
+// rcStatusCases are writeExitStatus's table, and FuzzExitStatus's
 // seeds: kind 0 is no error, 1 a plain error, 2 an exit error, 3 an exit
 // error wrapped, 4 an exit error that did not exit.
 var rcStatusCases = []struct {
@@ -88,7 +88,7 @@ func TestWSExecWriteStatus(t *testing.T) {
 	for _, tc := range rcStatusCases {
 		t.Run(tc.name, func(t *testing.T) {
 			var w rcWrites
-			if err := writeWebSocketStatus(&w, tc.protocol, rcStatusError(tc.kind, tc.msg, tc.code)); err != nil {
+			if err := writeExitStatus(&w, tc.protocol, rcStatusError(tc.kind, tc.msg, tc.code)); err != nil {
 				t.Fatal(err)
 			}
 			if got := string(bytes.Join(w.msgs, nil)); got != tc.want {
@@ -102,7 +102,7 @@ func TestWSExecWriteStatus(t *testing.T) {
 	t.Run("WriteError", func(t *testing.T) {
 		werr := errors.New("gone")
 		for _, p := range []string{wsProtocolV5, wsProtocolV1} {
-			if err := writeWebSocketStatus(rcFailingWriter{werr}, p, errors.New("x")); !errors.Is(err, werr) {
+			if err := writeExitStatus(rcFailingWriter{werr}, p, errors.New("x")); !errors.Is(err, werr) {
 				t.Errorf("%s: error %v, want %v", p, err, werr)
 			}
 		}
@@ -236,19 +236,19 @@ func TestWSExecReadResizes(t *testing.T) {
 	})
 }
 
-// FuzzWebSocketStatus: for any error and protocol, writeWebSocketStatus
+// FuzzExitStatus: for any error and protocol, writeExitStatus
 // writes at most one message; for v4 and v5 it is a JSON Status a client
 // can decode (Success exactly when there is no error, NonZeroExitCode with
 // the exit code for an exit, InternalError otherwise); before v4 it is the
 // error's text, and nothing on success.
-func FuzzWebSocketStatus(f *testing.F) {
+func FuzzExitStatus(f *testing.F) {
 	for _, tc := range rcStatusCases {
 		f.Add(tc.protocol, tc.kind, tc.msg, tc.code)
 	}
 	f.Fuzz(func(t *testing.T, protocol string, kind uint8, msg string, code int) {
 		err := rcStatusError(kind, msg, code)
 		var w rcWrites
-		if werr := writeWebSocketStatus(&w, protocol, err); werr != nil {
+		if werr := writeExitStatus(&w, protocol, err); werr != nil {
 			t.Fatal(werr)
 		}
 		if len(w.msgs) > 1 {

@@ -8,14 +8,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
 	"k8s.io/client-go/rest"
 	clientremotecommand "k8s.io/client-go/tools/remotecommand"
 	serverremotecommand "k8s.io/cri-streaming/pkg/streaming/remotecommand"
-	"k8s.io/streaming/pkg/httpstream"
 	"k8s.io/streaming/pkg/httpstream/wsstream"
 	utilexec "k8s.io/utils/exec"
 )
@@ -80,9 +78,6 @@ var (
 	// ErrNoSession is a request whose streams were never established
 	// (refused handshake, stream-creation timeout).
 	ErrNoSession = errors.New("exec or attach streams were not established")
-	// ErrClientProtocol is a client that broke the stream protocol badly
-	// enough to make the stream server fail.
-	ErrClientProtocol = errors.New("client broke the stream protocol")
 )
 
 // ServeRemoteCommand terminates a client's exec or attach request, over
@@ -90,48 +85,28 @@ var (
 // the apiserver over SPDY (falling back to WebSocket; see
 // newUpstreamExecutor). Both sides are
 // decoded: the Tap sees stdin, stdout, stderr and resizes as they cross.
-func ServeRemoteCommand(w http.ResponseWriter, req *http.Request, cfg RemoteCommandConfig) (res RemoteCommandResult) {
+func ServeRemoteCommand(w http.ResponseWriter, req *http.Request, cfg RemoteCommandConfig) RemoteCommandResult {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
 	r := &relay{cfg: cfg, result: RemoteCommandResult{ExitCode: -1}}
-	defer func() {
-		// cri-streaming can panic on a client that omits the error stream
-		// (it counts streams, not their types); the session is over then,
-		// but its outcome must still reach the audit event.
-		p := recover()
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		switch {
-		case p != nil:
-			cfg.Log.Warn("stream server failed on the client's streams", "panic", p)
-			if r.result.Err == nil {
-				r.result.Err = fmt.Errorf("%w: %v", ErrClientProtocol, p)
-			}
-		case !r.ran && r.result.Err == nil:
-			r.result.Err = ErrNoSession
-		}
-		res = r.result
-	}()
+	w = lingeringWriter{w}
 	opts := &serverremotecommand.Options{Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr && !cfg.TTY, TTY: cfg.TTY}
 	if wsstream.IsWebSocketRequest(req) {
 		serveWebSocket(w, req, opts, r)
 	} else {
-		r.setProtocol("SPDY/3.1")
-		if cfg.Attach {
-			serverremotecommand.ServeAttach(w, req, r, "", "", "", opts, streamIdleTimeout, streamCreationTimeout, serverremotecommand.SupportedStreamingProtocols)
-		} else {
-			serverremotecommand.ServeExec(w, req, r, "", "", "", cfg.Command, opts, streamIdleTimeout, streamCreationTimeout, serverremotecommand.SupportedStreamingProtocols)
-		}
-		if v := w.Header().Get(httpstream.HeaderProtocolVersion); v != "" {
-			r.setProtocol("SPDY/3.1 " + v)
-		}
+		serveSPDY(w, req, opts, r)
 	}
-	return r.result // replaced by the deferred function
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.ran && r.result.Err == nil {
+		r.result.Err = ErrNoSession
+	}
+	return r.result
 }
 
-// relay is the client-side server's Executor and Attacher: it runs the
-// session against the apiserver.
+// relay runs a session, whose client side is terminated by serveSPDY or
+// serveWebSocket, against the apiserver.
 type relay struct {
 	cfg RemoteCommandConfig
 
@@ -140,25 +115,10 @@ type relay struct {
 	result RemoteCommandResult
 }
 
-var (
-	_ serverremotecommand.Executor = (*relay)(nil)
-	_ serverremotecommand.Attacher = (*relay)(nil)
-)
-
 func (r *relay) setProtocol(p string) {
 	r.mu.Lock()
 	r.result.Protocol = p
 	r.mu.Unlock()
-}
-
-// ExecInContainer implements serverremotecommand.Executor.
-func (r *relay) ExecInContainer(ctx context.Context, _, _, _ string, _ []string, in io.Reader, out, errOut io.WriteCloser, tty bool, resize <-chan serverremotecommand.TerminalSize, _ time.Duration) error {
-	return r.run(ctx, in, out, errOut, tty, resize)
-}
-
-// AttachContainer implements serverremotecommand.Attacher.
-func (r *relay) AttachContainer(ctx context.Context, _, _, _ string, in io.Reader, out, errOut io.WriteCloser, tty bool, resize <-chan serverremotecommand.TerminalSize) error {
-	return r.run(ctx, in, out, errOut, tty, resize)
 }
 
 // run streams the session upstream. Its error is what the client-side
@@ -168,21 +128,9 @@ func (r *relay) run(ctx context.Context, in io.Reader, out, errOut io.Writer, tt
 	r.mu.Lock()
 	r.ran = true
 	r.mu.Unlock()
-	// The upstream URL asks for the streams the client asked for; a client
-	// that did not open one of them gets an empty or discarding stand-in, so
-	// the upstream does not wait for a stream that never comes.
-	if in == nil && r.cfg.Stdin {
-		in = strings.NewReader("")
-	}
-	if out == nil && r.cfg.Stdout {
-		out = io.Discard
-	}
-	if errOut == nil && r.cfg.Stderr && !tty {
-		errOut = io.Discard
-	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	exec, err := newUpstreamExecutor(r.cfg.Upstream, r.cfg.URL)
+	exec, upstream, err := newUpstreamExecutor(r.cfg.Upstream, r.cfg.URL)
 	if err != nil {
 		return r.finish(fmt.Errorf("preparing upstream stream: %w", err))
 	}
@@ -203,7 +151,7 @@ func (r *relay) run(ctx context.Context, in io.Reader, out, errOut io.Writer, tt
 	if resize != nil {
 		opts.TerminalSizeQueue = &sizeQueue{ctx: ctx, ch: resize, record: taps.resize}
 	}
-	err = exec.StreamWithContext(ctx, opts)
+	err = upstream.check(exec.StreamWithContext(ctx, opts))
 	for _, tw := range writers {
 		tw.flush()
 	}
@@ -239,26 +187,4 @@ func (r *relay) finish(err error) error {
 		r.cfg.Log.Warn("stream relay failed", "err", err)
 	}
 	return err
-}
-
-// newUpstreamExecutor speaks SPDY toward the apiserver and falls back to
-// WebSocket when the SPDY upgrade is refused. SPDY comes first on purpose:
-// with kube-apiserver 1.37 the v5 WebSocket path reset kubegate's upstream
-// connection at the end of long sessions under load (twice in CI-like runs:
-// "error reading from error stream: connection reset by peer"), losing the
-// exit status, while the SPDY path is the one the apiserver itself uses
-// toward kubelets. SPDY is a POST, so the caller's RBAC needs create on
-// pods/exec or pods/attach: the verb kubegate's policy sees too.
-func newUpstreamExecutor(cfg *rest.Config, u *url.URL) (clientremotecommand.Executor, error) {
-	spdy, err := clientremotecommand.NewSPDYExecutor(cfg, http.MethodPost, u)
-	if err != nil {
-		return nil, err
-	}
-	ws, err := clientremotecommand.NewWebSocketExecutor(cfg, http.MethodGet, u.String())
-	if err != nil {
-		return nil, err
-	}
-	return clientremotecommand.NewFallbackExecutor(spdy, ws, func(err error) bool {
-		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
-	})
 }

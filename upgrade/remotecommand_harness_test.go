@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -369,32 +368,13 @@ func rcExitCode(err error) int {
 	return -1
 }
 
-// rcKnownBug reports a bug that is known and not fixed yet (each is
-// described in the test that finds it). It fails the test when
-// KUBEGATE_TEST_KNOWN_BUGS is set and only logs otherwise, so that the rest
-// of the test still runs and guards everything else.
-func rcKnownBug(t testing.TB, id, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf("KNOWN BUG %s: %s", id, fmt.Sprintf(format, args...))
-	if os.Getenv("KUBEGATE_TEST_KNOWN_BUGS") != "" {
-		t.Error(msg)
-		return
-	}
-	t.Log(msg)
-}
-
-// rcCheckResultFailed checks res reports a failed session. A session that
-// never ran is reported with Err nil today (known bug D).
+// rcCheckResultFailed checks res reports a failed session.
 func rcCheckResultFailed(t testing.TB, res rcResult) {
 	t.Helper()
 	if res.panicked != nil {
 		t.Fatalf("ServeRemoteCommand panicked: %v", res.panicked)
 	}
 	if res.Err == nil {
-		if res.ExitCode == -1 {
-			rcKnownBug(t, "D", "the session never ran, yet its result has Err == nil (ExitCode -1, protocol %q)", res.Protocol)
-			return
-		}
 		t.Errorf("result %+v, want an error", res.RemoteCommandResult)
 	}
 }
@@ -690,6 +670,21 @@ func (c *rcSPDY) open(t testing.TB, streamType string, wait bool) *spdystream.St
 		}
 	}
 	return s
+}
+
+// refused opens a stream the server must refuse, and waits for the
+// refusal (a stream reset before any reply).
+func (c *rcSPDY) refused(t testing.TB, streamType string) {
+	t.Helper()
+	hdr := http.Header{}
+	hdr.Set(serverremotecommand.StreamType, streamType)
+	s, err := c.conn.CreateStream(hdr, nil, false)
+	if err != nil {
+		t.Fatalf("creating a %s stream: %v", streamType, err)
+	}
+	if err := s.WaitTimeout(rcTimeout); err == nil {
+		t.Errorf("the server accepted a %s stream it should refuse", streamType)
+	}
 }
 
 // close resets every stream first: spdystream's frame worker blocks on a

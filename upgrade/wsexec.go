@@ -58,7 +58,7 @@ func serveWebSocket(w http.ResponseWriter, req *http.Request, opts *serverremote
 		wsProtocolV5:       binary,
 	})
 	conn.SetIdleTimeout(streamIdleTimeout)
-	protocol, streams, err := conn.Open(w, req)
+	protocol, streams, err := conn.Open(wsCheckingWriter{w}, req)
 	if err != nil {
 		// Open has already answered the client (the handshake failed).
 		r.finish(fmt.Errorf("websocket handshake: %w", err))
@@ -102,7 +102,7 @@ func serveWebSocket(w http.ResponseWriter, req *http.Request, opts *serverremote
 	}
 	runErr := r.run(ctx, in, out, errOut, opts.TTY, resize)
 	conn.SetWriteDeadline(wsStatusWriteTimeout)
-	if err := writeWebSocketStatus(streams[chanError], protocol, runErr); err != nil {
+	if err := writeExitStatus(streams[chanError], protocol, runErr); err != nil {
 		r.cfg.Log.Debug("writing exec status to the client", "err", err)
 	}
 }
@@ -137,10 +137,10 @@ func readResizes(ctx context.Context, r io.Reader, ch chan<- serverremotecommand
 	_, _ = io.Copy(io.Discard, r)
 }
 
-// writeWebSocketStatus reports the session's end on the error channel: a
-// JSON Status for v4 and v5, plain text on failure only for older
-// protocols.
-func writeWebSocketStatus(w io.Writer, protocol string, err error) error {
+// writeExitStatus reports the session's end on the error channel or
+// stream: a JSON Status for v4 and v5, plain text on failure only for
+// older protocols.
+func writeExitStatus(w io.Writer, protocol string, err error) error {
 	if protocol != wsProtocolV4 && protocol != wsProtocolV4Base64 && protocol != wsProtocolV5 {
 		if err == nil {
 			return nil

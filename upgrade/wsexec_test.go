@@ -313,8 +313,6 @@ func TestWSExecBadFrames(t *testing.T) {
 		// vanish: the client then drops the TCP connection, and the
 		// session must end by itself.
 		vanish bool
-		// bug names a known, unfixed bug this case finds.
-		bug string
 	}{
 		{name: "EmptyMessage", msgs: [][]byte{{}}, wantStdout: "hi"},
 		{name: "UnknownChannel", msgs: [][]byte{{9, 'x'}}, wantStdout: "hi"},
@@ -329,13 +327,12 @@ func TestWSExecBadFrames(t *testing.T) {
 		{name: "CloseSignalUnknownChannel", msgs: [][]byte{{255, 9}}, closes: true},
 		{name: "UnmaskedFrame", raw: rcWSFrame(true, websocket.BinaryMessage, []byte{chanStdin, 'x'}, false), closes: true},
 		{name: "OversizedFrame64MiB", raw: rcOversizedFrame(), closes: true, memory: true},
-		// x/net/websocket returns each continuation frame as a message of
-		// its own, and wsstream takes its first byte for a channel: a
-		// fragmented stdin message loses or misroutes its later fragments
-		// (client-go never fragments: its 33 KiB write buffer holds its
-		// 32 KiB stdin chunks; other clients may).
+		// x/net/websocket would return each continuation frame as a
+		// message of its own, and wsstream take its first byte for a
+		// channel: a fragmented message ends the session instead
+		// (client-go never fragments).
 		{name: "FragmentedMessage", raw: append(rcWSFrame(false, websocket.BinaryMessage, []byte{chanStdin, 'h'}, true),
-			rcWSFrame(true, 0, []byte("i!"), true)...), noTail: true, wantStdout: "hi!", bug: "J"},
+			rcWSFrame(true, 0, []byte("i!"), true)...), closes: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			baseline := rcGoroutines()
@@ -410,11 +407,7 @@ func TestWSExecBadFrames(t *testing.T) {
 				}
 			} else {
 				if got[chanStdout] != tc.wantStdout {
-					if tc.bug != "" {
-						rcKnownBug(t, tc.bug, "stdout %q, want %q", got[chanStdout], tc.wantStdout)
-					} else {
-						t.Errorf("stdout %q, want %q", got[chanStdout], tc.wantStdout)
-					}
+					t.Errorf("stdout %q, want %q", got[chanStdout], tc.wantStdout)
 				}
 				checkWSStatus(t, "v5.channel.k8s.io", got[chanError], 3, "", serverremotecommand.NonZeroExitCodeReason)
 				if res.Err != nil || res.ExitCode != 3 {

@@ -1,0 +1,142 @@
+package upgrade
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	apispdy "k8s.io/apimachinery/pkg/util/httpstream/spdy"
+	"k8s.io/client-go/rest"
+	clientremotecommand "k8s.io/client-go/tools/remotecommand"
+	clientspdy "k8s.io/client-go/transport/spdy"
+	streamhttp "k8s.io/streaming/pkg/httpstream"
+)
+
+// ErrUpstreamNoStatus is an upstream session that ended without the exit
+// status every v4 and v5 stream server sends: its output may be cut short,
+// so kubegate cannot report it as a clean exit.
+var ErrUpstreamNoStatus = errors.New("the apiserver ended the session without an exit status; output may be incomplete")
+
+// newUpstreamExecutor speaks SPDY toward the apiserver and falls back to
+// WebSocket when the SPDY upgrade is refused.
+//
+// SPDY comes first, and without SPDY pings, because of how kube-apiserver
+// proxies an exec: it copies raw bytes between the client and the kubelet
+// and closes both sides as soon as either direction ends. When the kubelet
+// has finished and closed while the client is still reading the tail of
+// the output, any frame the client sends (client-go pings every 5 s on
+// both protocols) hits the closed kubelet connection; the apiserver then
+// drops the client's connection with output still unread. Against
+// kube-apiserver 1.37 with a slow reader, client-go's own SPDY executor
+// lost 0.4–2 MB of 20 MiB and reported exit 0, and its WebSocket executor
+// failed with "connection reset by peer"; SPDY without pings delivered
+// every byte. TCP keepalives, which carry no data, still keep the idle
+// connection known to NATs and load balancers.
+//
+// SPDY is a POST, so the caller's RBAC needs create on pods/exec or
+// pods/attach: the verb kubegate's policy sees too.
+func newUpstreamExecutor(cfg *rest.Config, u *url.URL) (clientremotecommand.Executor, *upstreamStatus, error) {
+	tlsConfig, err := rest.TLSConfigFor(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("building the apiserver TLS config: %w", err)
+	}
+	proxy := http.ProxyFromEnvironment
+	if cfg.Proxy != nil {
+		proxy = cfg.Proxy
+	}
+	rt, err := apispdy.NewRoundTripperWithConfig(apispdy.RoundTripperConfig{TLS: tlsConfig, Proxier: proxy})
+	if err != nil {
+		return nil, nil, fmt.Errorf("building the SPDY round tripper: %w", err)
+	}
+	wrapped, err := rest.HTTPWrappersForConfig(cfg, rt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("building the apiserver credentials: %w", err)
+	}
+	status := &upstreamStatus{}
+	spdy, err := clientremotecommand.NewSPDYExecutorForTransports(wrapped, &statusUpgrader{Upgrader: rt, status: status}, http.MethodPost, u)
+	if err != nil {
+		return nil, nil, err
+	}
+	ws, err := clientremotecommand.NewWebSocketExecutor(cfg, http.MethodGet, u.String())
+	if err != nil {
+		return nil, nil, err
+	}
+	exec, err := clientremotecommand.NewFallbackExecutor(spdy, ws, func(err error) bool {
+		return streamhttp.IsUpgradeFailure(err) || streamhttp.IsHTTPSProxyError(err)
+	})
+	return exec, status, err
+}
+
+// upstreamStatus watches the error stream of an upstream SPDY session.
+// client-go takes an error stream that ends empty for success; from v4 on
+// the server always writes a Status there, so an empty one means the
+// session was cut off.
+type upstreamStatus struct {
+	v4       atomic.Bool  // the negotiated protocol is v4 or later
+	received atomic.Int64 // bytes read from the error stream
+}
+
+// check turns a clean end without a status into ErrUpstreamNoStatus.
+func (s *upstreamStatus) check(err error) error {
+	if err == nil && s.v4.Load() && s.received.Load() == 0 {
+		return ErrUpstreamNoStatus
+	}
+	return err
+}
+
+// statusUpgrader wraps client-go's SPDY upgrader to watch the error stream.
+type statusUpgrader struct {
+	clientspdy.Upgrader
+	status *upstreamStatus
+}
+
+func (u *statusUpgrader) NewConnection(resp *http.Response) (httpstream.Connection, error) {
+	conn, err := u.Upgrader.NewConnection(resp)
+	if err != nil {
+		return nil, err
+	}
+	switch resp.Header.Get(httpstream.HeaderProtocolVersion) {
+	case "v4.channel.k8s.io", "v5.channel.k8s.io":
+		u.status.v4.Store(true)
+	}
+	return &statusConn{Connection: conn, status: u.status}, nil
+}
+
+// statusConn counts what the error stream delivers.
+type statusConn struct {
+	httpstream.Connection
+	status *upstreamStatus
+}
+
+func (c *statusConn) CreateStream(headers http.Header) (httpstream.Stream, error) {
+	s, err := c.Connection.CreateStream(headers)
+	if err != nil || headers.Get(corev1.StreamType) != corev1.StreamTypeError {
+		return s, err
+	}
+	return &countingStream{Stream: s, n: &c.status.received}, nil
+}
+
+func (c *statusConn) RemoveStreams(streams ...httpstream.Stream) {
+	for i, s := range streams {
+		if cs, ok := s.(*countingStream); ok {
+			streams[i] = cs.Stream
+		}
+	}
+	c.Connection.RemoveStreams(streams...)
+}
+
+// countingStream counts the bytes read from a stream.
+type countingStream struct {
+	httpstream.Stream
+	n *atomic.Int64
+}
+
+func (s *countingStream) Read(p []byte) (int, error) {
+	n, err := s.Stream.Read(p)
+	s.n.Add(int64(n))
+	return n, err
+}

@@ -1,0 +1,287 @@
+package upgrade
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moby/spdystream"
+	"github.com/moby/spdystream/spdy"
+	corev1 "k8s.io/api/core/v1"
+	serverremotecommand "k8s.io/cri-streaming/pkg/streaming/remotecommand"
+	"k8s.io/streaming/pkg/httpstream"
+)
+
+// SPDY remote command protocols kubegate serves, best first. v5 is v4 on
+// SPDY (it only adds the WebSocket close signal), so a client offering v5
+// gets v4, as from the kubelet.
+const (
+	spdyProtocolV4 = "v4.channel.k8s.io"
+	spdyProtocolV3 = "v3.channel.k8s.io"
+	spdyProtocolV2 = "v2.channel.k8s.io"
+	spdyProtocolV1 = "channel.k8s.io"
+)
+
+var spdyProtocols = []string{spdyProtocolV4, spdyProtocolV3, spdyProtocolV2, spdyProtocolV1}
+
+// Limits on what a client may send over SPDY. kubectl and client-go send
+// data frames of at most 32 KiB and a handful of short headers per stream.
+const (
+	spdyMaxDataFrame    = 256 << 10
+	spdyMaxControlFrame = 64 << 10
+	spdyMaxHeaderField  = 8 << 10 // also bounds what a zlib header block inflates to,
+	spdyMaxHeaderCount  = 32      // with the count: 32 × 2 × 8 KiB
+)
+
+// spdyCloseTimeout bounds how long closing waits for streams a client
+// opened while the session ended.
+const spdyCloseTimeout = 5 * time.Second
+
+// ErrSPDYFrameTooLarge is a client frame over the limits above.
+var ErrSPDYFrameTooLarge = errors.New("SPDY frame too large")
+
+// serveSPDY terminates an exec or attach over SPDY/3.1 and runs the session
+// through r. kubegate accepts the streams itself, by type: a stream the
+// protocol does not allow, a duplicate, or one opened after the session
+// started is refused at once, and at the end every stream is reset, so a
+// misbehaving client cannot leave goroutines or buffered frames behind.
+func serveSPDY(w http.ResponseWriter, req *http.Request, opts *serverremotecommand.Options, r *relay) {
+	protocol, err := httpstream.Handshake(req, w, spdyProtocols)
+	if err != nil {
+		// Handshake has answered the client.
+		r.finish(fmt.Errorf("%w: SPDY handshake: %w", ErrNoSession, err))
+		return
+	}
+	if protocol == "" {
+		protocol = spdyProtocolV1 // a client that does not negotiate speaks v1
+	}
+	r.setProtocol("SPDY/3.1 " + protocol)
+	conn, err := upgradeSPDY(w, req)
+	if err != nil {
+		r.finish(fmt.Errorf("%w: %w", ErrNoSession, err))
+		return
+	}
+	s := newSPDYSession(protocol, opts)
+	go conn.Serve(s.accept)
+	defer s.close(conn)
+
+	ctx, cancel := context.WithCancel(req.Context())
+	defer cancel()
+	go func() {
+		// The hijacked request's context outlives its client: end the
+		// session when the client's connection goes.
+		select {
+		case <-conn.CloseChan():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := s.wait(ctx, streamCreationTimeout); err != nil {
+		r.finish(fmt.Errorf("%w: %w", ErrNoSession, err))
+		return
+	}
+
+	var resize chan serverremotecommand.TerminalSize
+	if st := s.streams[corev1.StreamTypeResize]; st != nil {
+		resize = make(chan serverremotecommand.TerminalSize)
+		go readResizes(ctx, st, resize)
+	}
+	var in io.Reader
+	var out, errOut io.Writer
+	if st := s.streams[corev1.StreamTypeStdin]; st != nil {
+		in = st
+	}
+	if st := s.streams[corev1.StreamTypeStdout]; st != nil {
+		out = st
+	}
+	if st := s.streams[corev1.StreamTypeStderr]; st != nil {
+		errOut = st
+	}
+	runErr := r.run(ctx, in, out, errOut, opts.TTY, resize)
+	if err := writeExitStatus(s.streams[corev1.StreamTypeError], protocol, runErr); err != nil {
+		r.cfg.Log.Debug("writing exec status to the client", "err", err)
+	}
+}
+
+// upgradeSPDY answers 101 Switching Protocols and starts a SPDY server
+// connection on the hijacked connection, with kubegate's frame limits.
+func upgradeSPDY(w http.ResponseWriter, req *http.Request) (*spdystream.Connection, error) {
+	if !strings.Contains(strings.ToLower(req.Header.Get(httpstream.HeaderConnection)), "upgrade") ||
+		!strings.Contains(strings.ToLower(req.Header.Get(httpstream.HeaderUpgrade)), "spdy/3.1") {
+		http.Error(w, "unable to upgrade: missing upgrade headers in request", http.StatusBadRequest)
+		return nil, errors.New("missing SPDY upgrade headers")
+	}
+	h, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "unable to upgrade: unable to hijack response", http.StatusInternalServerError)
+		return nil, errors.New("the response writer cannot be hijacked")
+	}
+	w.Header().Add(httpstream.HeaderConnection, httpstream.HeaderUpgrade)
+	w.Header().Add(httpstream.HeaderUpgrade, "SPDY/3.1")
+	w.WriteHeader(http.StatusSwitchingProtocols)
+	c, rw, err := h.Hijack()
+	if err != nil {
+		return nil, fmt.Errorf("hijacking the connection: %w", err)
+	}
+	conn, err := spdystream.NewConnectionWithOptions(&spdyFrameConn{Conn: c, r: rw.Reader}, true,
+		spdy.WithMaxControlFramePayloadSize(spdyMaxControlFrame),
+		spdy.WithMaxHeaderFieldSize(spdyMaxHeaderField),
+		spdy.WithMaxHeaderCount(spdyMaxHeaderCount))
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("starting the SPDY connection: %w", err)
+	}
+	return conn, nil
+}
+
+// spdySession collects the streams of one exec or attach.
+type spdySession struct {
+	ready chan struct{} // closed when every expected stream is there
+
+	mu      sync.Mutex
+	want    map[string]bool // stream types still expected
+	started bool            // streams are complete, or the session is over: accept no more
+	streams map[string]*spdystream.Stream
+}
+
+func newSPDYSession(protocol string, opts *serverremotecommand.Options) *spdySession {
+	want := map[string]bool{corev1.StreamTypeError: true}
+	if opts.Stdin {
+		want[corev1.StreamTypeStdin] = true
+	}
+	if opts.Stdout {
+		want[corev1.StreamTypeStdout] = true
+	}
+	if opts.Stderr {
+		want[corev1.StreamTypeStderr] = true
+	}
+	if opts.TTY && protocol != spdyProtocolV1 && protocol != spdyProtocolV2 {
+		want[corev1.StreamTypeResize] = true
+	}
+	return &spdySession{ready: make(chan struct{}), want: want, streams: map[string]*spdystream.Stream{}}
+}
+
+// accept is the connection's stream handler. It runs on spdystream's frame
+// workers, so it never blocks.
+func (s *spdySession) accept(st *spdystream.Stream) {
+	typ := st.Headers().Get(corev1.StreamType)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started || !s.want[typ] {
+		_ = st.Reset() // refused, and forgotten, so its frames go nowhere
+		return
+	}
+	delete(s.want, typ)
+	s.streams[typ] = st
+	if err := st.SendReply(http.Header{}, false); err != nil {
+		return // the connection is failing; wait sees it close
+	}
+	if typ != corev1.StreamTypeStdin && typ != corev1.StreamTypeResize {
+		// kubegate only writes to these; whatever a client writes to them
+		// is dropped, so that it cannot hold up a frame worker.
+		go func() { _, _ = io.Copy(io.Discard, st) }()
+	}
+	if len(s.want) == 0 {
+		s.started = true
+		close(s.ready)
+	}
+}
+
+// wait returns when every expected stream is there, or fails when the
+// client goes away or does not open them within timeout.
+func (s *spdySession) wait(ctx context.Context, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-s.ready:
+		return nil
+	case <-ctx.Done():
+		return errors.New("the client left before opening its streams")
+	case <-t.C:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		missing := make([]string, 0, len(s.want))
+		for typ := range s.want {
+			missing = append(missing, typ)
+		}
+		return fmt.Errorf("streams %v were not opened within %s", missing, timeout)
+	}
+}
+
+// close resets every stream, which also releases frame workers waiting to
+// hand over data, and closes the connection.
+func (s *spdySession) close(conn *spdystream.Connection) {
+	s.mu.Lock()
+	s.started = true
+	streams := s.streams
+	s.mu.Unlock()
+	for _, st := range streams {
+		_ = st.Reset()
+	}
+	conn.SetCloseTimeout(spdyCloseTimeout)
+	_ = conn.Close()
+}
+
+// spdyFrameConn is the client's connection as spdystream reads it: first
+// what the HTTP server had buffered, then the connection, with every frame
+// header checked against kubegate's limits before spdystream allocates
+// the frame (it would take a data frame of up to 16 MiB).
+type spdyFrameConn struct {
+	net.Conn
+	r *bufio.Reader
+
+	hdr  [8]byte
+	nhdr int    // header bytes of the current frame seen so far
+	left uint32 // payload bytes of the current frame still to come
+}
+
+func (c *spdyFrameConn) Read(p []byte) (int, error) {
+	var n int
+	var err error
+	if c.r != nil && c.r.Buffered() > 0 {
+		n, err = c.r.Read(p)
+	} else {
+		c.r = nil
+		n, err = c.Conn.Read(p)
+	}
+	if cerr := c.check(p[:n]); cerr != nil {
+		return 0, cerr
+	}
+	return n, err
+}
+
+// check follows the frame boundaries through p. A header split across
+// reads is kept until it is whole.
+func (c *spdyFrameConn) check(p []byte) error {
+	for len(p) > 0 {
+		if c.left > 0 {
+			n := uint32(min(uint64(len(p)), uint64(c.left)))
+			p, c.left = p[n:], c.left-n
+			continue
+		}
+		n := copy(c.hdr[c.nhdr:], p)
+		c.nhdr += n
+		p = p[n:]
+		if c.nhdr < len(c.hdr) {
+			return nil
+		}
+		c.nhdr = 0
+		length := uint32(c.hdr[5])<<16 | uint32(c.hdr[6])<<8 | uint32(c.hdr[7])
+		limit, kind := uint32(spdyMaxDataFrame), "data"
+		if c.hdr[0]&0x80 != 0 {
+			limit, kind = spdyMaxControlFrame, "control"
+		}
+		if length > limit {
+			return fmt.Errorf("%w: %s frame of %d bytes, limit %d", ErrSPDYFrameTooLarge, kind, length, limit)
+		}
+		c.left = length
+	}
+	return nil
+}
