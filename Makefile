@@ -47,16 +47,16 @@ demo: deps tools ## Start a local cluster with kubegate in front, print what to 
 .PHONY: bench
 # `make bench`: the micro-benchmarks beside the code, then bench/'s
 # comparison of kubegate with direct access and with nginx (Debian's
-# package, installed here like the other packages), then the report:
-# a table on the terminal, BENCH_RESULTS/DATE.md and DATE.png. Sizes and
-# rounds are BENCH_* variables (bench/knobs_test.go), e.g.
-# `make bench BENCH_ROUNDS=3 BENCH_IDLE_SESSIONS=5000`; BENCH_RUN picks
-# bench/'s benchmarks (a -bench regexp), BENCH_HA_N the approvals timed
-# across three nodes. The commands hold no single quote, so the report shows
-# them as they ran.
+# package, installed here like the other packages), then the report: a
+# table on the terminal, BENCH_RESULTS/DATE.md and DATE.png. The defaults
+# take about 10 minutes on 2 cores. Sizes and rounds are BENCH_* variables
+# (bench/knobs_test.go), e.g. `make bench BENCH_ROUNDS=3
+# BENCH_IDLE_SESSIONS=5000`; BENCH_RUN picks bench/'s benchmarks (a -bench
+# regexp), BENCH_HA_N the approvals timed across three nodes. The commands
+# hold no single quote, so the report shows them as they ran.
 BENCH_RESULTS ?= bench/results
 BENCH_RUN     ?= .
-BENCH_HA_N    ?= 50
+BENCH_HA_N    ?= 100
 bench_micro   = $(GO) test -run=^$$ -bench=. -benchmem -count=1 $$($(GO) list ./... | grep -v -e /bench -e /e2e$$)
 bench_compare = $(GO) test -run=^$$ -bench="$(BENCH_RUN)" -skip=BenchmarkHA -benchtime=1x -count=1 -timeout=0 ./bench/
 bench_ha      = $(GO) test -run=^$$ -bench=BenchmarkHAApprovalToRelease -benchtime=$(BENCH_HA_N)x -count=1 -timeout=0 ./bench/
