@@ -93,7 +93,8 @@ func startPinger(cfg *rest.Config) (stop func(), err error) {
 			}
 		}
 	})
-	return func() { close(quit); wg.Wait(); s.close() }, nil
+	// Closing the session first unblocks a write its end left waiting.
+	return func() { close(quit); s.close(); wg.Wait() }, nil
 }
 
 // openIdle opens n attach sessions through cfg, idleSetupConcurrency at a
