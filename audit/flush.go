@@ -14,12 +14,12 @@ type flushTimer interface {
 
 func realTimer(d time.Duration, f func()) flushTimer { return time.AfterFunc(d, f) }
 
-// armFlush schedules a flush FlushInterval from now if events are waiting
-// in a buffer and none is scheduled yet. It is called with mu held after
+// armFlush schedules a flush FlushInterval from now if events (or a held
+// back header) are waiting and none is scheduled yet. It is called with mu held after
 // each event, so no event waits longer than FlushInterval. There is no
 // goroutine while nothing is buffered.
 func (r *Recording) armFlush() {
-	if r.armed || r.err != nil || r.buffered() == 0 {
+	if r.armed || r.err != nil || r.buffered() == 0 && !r.headerPending {
 		return
 	}
 	r.armed = true
@@ -50,6 +50,7 @@ func (r *Recording) timedFlush() {
 	if r.closed || r.err != nil {
 		return
 	}
+	r.pendingHeader()
 	for _, l := range []*lineFile{r.cast, r.stderr, r.raw} {
 		if l != nil {
 			if err := l.w.Flush(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"slices"
 	"testing"
 	"time"
 )
@@ -119,4 +120,65 @@ func (c *cutWriter) Write(p []byte) (int, error) {
 	n, _ := c.w.Write(p[:c.budget])
 	c.budget = 0
 	return n, errDiskFull
+}
+
+// TestRecordingSizeFromFirstResize: a terminal session's header waits for
+// the first resize and carries its size; another event first, or the
+// flush timer, writes it with the configured size.
+func TestRecordingSizeFromFirstResize(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		act           func(r *Recording, ft *fakeTimer)
+		width, height int
+		events        []string // event codes, in order
+	}{
+		{"resize first", func(r *Recording, _ *fakeTimer) {
+			r.Resize(133, 42)
+			r.Output([]byte("$ "))
+			r.Resize(100, 30)
+		}, 133, 42, []string{"r", "o", "r"}},
+		{"output first", func(r *Recording, _ *fakeTimer) {
+			r.Output([]byte("$ "))
+			r.Resize(133, 42)
+		}, 80, 24, []string{"o", "r"}},
+		{"timer first", func(r *Recording, ft *fakeTimer) {
+			ft.fire()
+			r.Resize(133, 42)
+		}, 80, 24, []string{"r"}},
+		{"nothing", func(*Recording, *fakeTimer) {}, 80, 24, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, ft := record(t, RecordingConfig{SizeFromFirstResize: true})
+			if !ft.armed() {
+				t.Fatal("no flush is scheduled for the held-back header")
+			}
+			tc.act(r, ft)
+			c := readCast(t, closeRecording(t, r).Path)
+			if c.Header.Width != tc.width || c.Header.Height != tc.height {
+				t.Errorf("header size %dx%d, want %dx%d", c.Header.Width, c.Header.Height, tc.width, tc.height)
+			}
+			var codes []string
+			for _, e := range c.Events {
+				codes = append(codes, e.Code)
+			}
+			if !slices.Equal(codes, tc.events) {
+				t.Errorf("events %v, want %v", codes, tc.events)
+			}
+		})
+	}
+}
+
+// TestRecordingHeldHeaderReachesDisk: a held-back header is on disk after
+// the timed flush, so a session that crashes before any event still
+// leaves a valid recording.
+func TestRecordingHeldHeaderReachesDisk(t *testing.T) {
+	r, ft := record(t, RecordingConfig{SizeFromFirstResize: true})
+	defer r.Close()
+	if b, _ := os.ReadFile(r.cast.path); len(b) != 0 {
+		t.Fatalf("the file holds %q before the header's flush", b)
+	}
+	ft.fire()
+	if c, err := castOnDisk(t, r); err != nil || c.Header.Version != 2 {
+		t.Fatalf("after the flush: %+v, %v; want a valid header", c, err)
+	}
 }

@@ -25,6 +25,12 @@ type RecordingConfig struct {
 	// Width and Height are the terminal size at the start, in columns and
 	// rows. Zero means 80 and 24.
 	Width, Height uint16
+	// SizeFromFirstResize, for a terminal session, holds the header back
+	// for the client's first resize, which kubectl sends as the session
+	// starts, so that the header carries the terminal's real size. The
+	// header is written with Width and Height instead if another event
+	// comes first, or when FlushInterval has passed.
+	SizeFromFirstResize bool
 	// Command is the exec argv, written shell-quoted into the header. Empty
 	// (attach) leaves "command" out.
 	Command []string
@@ -124,9 +130,12 @@ type Recording struct {
 	last    time.Duration // the latest event time, so times never go back
 	bytes   [numStreams]int64
 	events  int
-	err     error // sticky; also Close's result
-	closed  bool
-	summary RecordingSummary
+	// headerPending: the header waits for the first resize (see
+	// RecordingConfig.SizeFromFirstResize).
+	headerPending bool
+	err           error // sticky; also Close's result
+	closed        bool
+	summary       RecordingSummary
 
 	timer    flushTimer
 	armed    bool           // a timed flush is scheduled
@@ -174,7 +183,16 @@ func newRecording(cfg RecordingConfig, create func(string) (recordFile, error), 
 		return nil, fmt.Errorf("audit recording %s: %w", cfg.SessionID, err)
 	}
 	r.cast = cast
+	if cfg.SizeFromFirstResize {
+		r.headerPending = true
+		r.armFlush()
+		return r, nil
+	}
 	if err := r.writeHeader(); err != nil {
+		cast.close()
+		return nil, fmt.Errorf("audit recording %s: writing header: %w", cfg.SessionID, err)
+	}
+	if err := r.cast.w.Flush(); err != nil {
 		cast.close()
 		return nil, fmt.Errorf("audit recording %s: writing header: %w", cfg.SessionID, err)
 	}
@@ -211,8 +229,7 @@ func (r *Recording) path(suffix string) string {
 	return filepath.Join(r.dir, r.cfg.SessionID+suffix)
 }
 
-// writeHeader writes the header line and flushes it, so that the file is
-// a valid recording from the start.
+// writeHeader writes the header line into the buffer.
 func (r *Recording) writeHeader() error {
 	line, err := encodeHeader(CastHeader{
 		Version:   2,
@@ -226,10 +243,17 @@ func (r *Recording) writeHeader() error {
 	if err != nil {
 		return err
 	}
-	if _, err := r.cast.w.Write(line); err != nil {
-		return err
+	_, err = r.cast.w.Write(line)
+	return err
+}
+
+// pendingHeader writes the header if it is still held back; every event
+// goes after it. Called with mu held.
+func (r *Recording) pendingHeader() {
+	if r.headerPending && r.err == nil {
+		r.headerPending = false
+		r.fail(r.writeHeader())
 	}
-	return r.cast.w.Flush()
 }
 
 // Input records data the client sent to stdin, as an "i" event.
@@ -249,6 +273,10 @@ func (r *Recording) Resize(width, height uint16) error {
 	if err := r.usable(); err != nil {
 		return err
 	}
+	if r.headerPending {
+		r.cfg.Width, r.cfg.Height = width, height
+	}
+	r.pendingHeader()
 	var size [16]byte
 	b := strconv.AppendUint(size[:0], uint64(width), 10)
 	b = append(b, 'x')
@@ -267,6 +295,7 @@ func (r *Recording) Exit(code int) error {
 	if err := r.usable(); err != nil {
 		return err
 	}
+	r.pendingHeader()
 	var buf [20]byte
 	r.fail(r.writeEvent(r.elapsed(), CodeExit, strconv.AppendInt(buf[:0], int64(code), 10), nil))
 	r.armFlush()
@@ -283,6 +312,7 @@ func (r *Recording) write(s stream, p []byte) error {
 		return nil
 	}
 	r.bytes[s] += int64(len(p))
+	r.pendingHeader()
 	d := r.elapsed()
 	if s == stderr {
 		r.fail(r.writeStderr(d, p))
@@ -383,6 +413,7 @@ func (r *Recording) Close() (RecordingSummary, error) {
 func (r *Recording) close() {
 	r.closed = true
 	r.stopFlush()
+	r.pendingHeader()
 	d := r.elapsed()
 	for s := range numStreams {
 		if rest := r.carry[s].take(); len(rest) > 0 && r.err == nil {

@@ -69,6 +69,9 @@ func TestGatewayExecTTYInTmux(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if cast.Header.Width != 100 || cast.Header.Height != 30 {
+				t.Errorf("recording header size %dx%d, want the terminal's 100x30", cast.Header.Width, cast.Header.Height)
+			}
 			at := map[string]int{}
 			first := func(key string, ok bool, i int) {
 				if _, seen := at[key]; ok && !seen {

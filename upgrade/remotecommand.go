@@ -149,7 +149,9 @@ func (r *relay) run(ctx context.Context, in io.Reader, out, errOut io.Writer, tt
 		opts.Stderr, writers = tw, append(writers, tw)
 	}
 	if resize != nil {
-		opts.TerminalSizeQueue = &sizeQueue{ctx: ctx, ch: resize, record: taps.resize}
+		sizes := make(chan serverremotecommand.TerminalSize)
+		go recordResizes(ctx, resize, sizes, taps.resize)
+		opts.TerminalSizeQueue = &sizeQueue{ctx: ctx, ch: sizes}
 	}
 	err = upstream.check(exec.StreamWithContext(ctx, opts))
 	for _, tw := range writers {

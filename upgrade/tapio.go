@@ -165,12 +165,33 @@ func (t *tappedWriter) flush() {
 	}
 }
 
-// sizeQueue hands the client's resizes to the upstream executor, recording
-// each.
+// recordResizes records each of the client's resizes as it arrives, and
+// then hands it on to out, until in or ctx ends or recording fails.
+// Recording at arrival rather than when the upstream takes the size puts
+// the terminal's first size ahead of anything else in the recording.
+func recordResizes(ctx context.Context, in <-chan serverremotecommand.TerminalSize, out chan<- serverremotecommand.TerminalSize, record func(w, h uint16) error) {
+	defer close(out)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s, ok := <-in:
+			if !ok || record(s.Width, s.Height) != nil {
+				return
+			}
+			select {
+			case out <- s:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// sizeQueue hands the client's resizes to the upstream executor.
 type sizeQueue struct {
-	ctx    context.Context
-	ch     <-chan serverremotecommand.TerminalSize
-	record func(w, h uint16) error
+	ctx context.Context
+	ch  <-chan serverremotecommand.TerminalSize
 }
 
 var _ clientremotecommand.TerminalSizeQueue = (*sizeQueue)(nil)
@@ -182,9 +203,6 @@ func (q *sizeQueue) Next() *clientremotecommand.TerminalSize {
 		return nil
 	case s, ok := <-q.ch:
 		if !ok {
-			return nil
-		}
-		if q.record(s.Width, s.Height) != nil {
 			return nil
 		}
 		return &clientremotecommand.TerminalSize{Width: s.Width, Height: s.Height}

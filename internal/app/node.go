@@ -337,7 +337,7 @@ func recorder(dir string) gateway.Recorder {
 			title += " -- " + strings.Join(st.Command, " ")
 		}
 		return audit.NewRecording(audit.RecordingConfig{
-			Dir: dir, SessionID: s.ID, Command: st.Command, Title: title,
+			Dir: dir, SessionID: s.ID, Command: st.Command, Title: title, SizeFromFirstResize: st.TTY,
 			Meta: map[string]string{
 				"session_id": s.ID, "audit_id": s.ID, "kind": kind, "user": s.Principal.User,
 				"namespace": s.Request.Namespace, "pod": s.Request.Name, "container": st.Container,
