@@ -177,7 +177,7 @@ func ServePortForward(w http.ResponseWriter, req *http.Request, cfg PortForwardC
 	}
 	log = log.With("protocol", string(proto))
 	s := newPortForwardSession(req.Context(), cfg, log)
-	hj := &portForwardHijackTracker{ResponseWriter: w}
+	hj := &portForwardHijackTracker{ResponseWriter: w, spdy: proto == portForwardClientSPDY}
 	// Whatever ends the session (the request's context, the apiserver
 	// connection) closes the client's connection, which ends the handler.
 	stop := context.AfterFunc(s.ctx, hj.closeConn)
@@ -389,6 +389,7 @@ func (s *portForwardSession) watchUpstream(up *portForwardUpstream) {
 // Unwrap on purpose: cri-streaming would then hijack the writer underneath.
 type portForwardHijackTracker struct {
 	http.ResponseWriter
+	spdy   bool // the client speaks SPDY on the connection: check its frames
 	mu     sync.Mutex
 	conn   net.Conn
 	closed bool
@@ -410,6 +411,9 @@ func (h *portForwardHijackTracker) Hijack() (net.Conn, *bufio.ReadWriter, error)
 	h.conn = conn
 	if h.closed {
 		_ = conn.Close()
+	}
+	if h.spdy {
+		brw = bufio.NewReadWriter(bufio.NewReader(&spdyFrameReader{r: brw.Reader}), brw.Writer)
 	}
 	return conn, brw, nil
 }

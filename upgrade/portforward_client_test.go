@@ -93,7 +93,8 @@ func pftForward(conn httpstream.Connection, port int32, requestID int, payload [
 	defer conn.RemoveStreams(data)
 	wrote := make(chan error, 1)
 	go func() {
-		_, err := data.Write(payload)
+		// In 32 KiB writes, one SPDY frame each, as client-go's copy does.
+		_, err := io.CopyBuffer(data, struct{ io.Reader }{bytes.NewReader(payload)}, make([]byte, 32<<10))
 		_ = data.Close()
 		wrote <- err
 	}()

@@ -11,14 +11,17 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kubegate/kubegate/internal/testenv"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/cri-streaming/pkg/streaming/portforward"
 )
 
 // pftHTTPGet is an HTTP request a forwarded connection sends to the data
@@ -60,6 +63,8 @@ func TestPortForward(t *testing.T) {
 		{"Impersonation", testPortForwardImpersonation},
 		{"UpstreamLost", testPortForwardUpstreamLost},
 		{"RequestCancelled", testPortForwardRequestCancelled},
+		{"OversizedFrameSPDY", func(t *testing.T, h *pftHarness) { testPortForwardOversizedFrame(t, h, false) }},
+		{"OversizedFrameTunnel", func(t *testing.T, h *pftHarness) { testPortForwardOversizedFrame(t, h, true) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h.setConfigure(nil)
@@ -596,5 +601,36 @@ func testPortForwardRequestCancelled(t *testing.T, h *pftHarness) {
 	stats := h.connStats()
 	if len(stats) != 1 || !errors.Is(stats[0].Err, ErrPortForwardSessionEnded) || !errors.Is(stats[0].Err, context.Canceled) {
 		t.Errorf("stats %+v, want one connection ended with its session", stats)
+	}
+}
+
+// testPortForwardOversizedFrame: a SPDY data frame over kubegate's limit
+// (spdystream would allocate up to 16 MiB for one) ends the session, over
+// SPDY and inside the WebSocket tunnel alike, and nothing is forwarded.
+func testPortForwardOversizedFrame(t *testing.T, h *pftHarness, tunnel bool) {
+	up := h.dialClient(t, tunnel)
+	headers := http.Header{}
+	headers.Set(portforward.StreamType, portforward.StreamTypeError)
+	headers.Set(portforward.PortHeader, strconv.Itoa(int(h.hashPort)))
+	headers.Set(portforward.PortForwardRequestIDHeader, "1")
+	if _, err := up.conn.CreateStream(headers); err != nil {
+		t.Fatal(err)
+	}
+	headers.Set(portforward.StreamType, portforward.StreamTypeData)
+	data, err := up.conn.CreateStream(headers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = data.Write(make([]byte, spdyMaxDataFrame+1)) }() // one frame
+	select {
+	case <-up.conn.CloseChan():
+	case <-time.After(pftTimeout):
+		t.Fatal("kubegate kept the connection of a client that sent an oversized frame")
+	}
+	pftWait(t, "the session to end", func() bool { return h.activeSessions() == 0 })
+	for _, st := range h.connStats() {
+		if st.BytesToPod > 0 {
+			t.Errorf("forwarded %d bytes of an oversized frame", st.BytesToPod)
+		}
 	}
 }

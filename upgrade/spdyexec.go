@@ -1,7 +1,6 @@
 package upgrade
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -130,7 +129,8 @@ func upgradeSPDY(w http.ResponseWriter, req *http.Request) (*spdystream.Connecti
 	if err != nil {
 		return nil, fmt.Errorf("hijacking the connection: %w", err)
 	}
-	conn, err := spdystream.NewConnectionWithOptions(&spdyFrameConn{Conn: c, r: rw.Reader}, true,
+	// rw.Reader holds what the HTTP server read ahead and reads on from c.
+	conn, err := spdystream.NewConnectionWithOptions(&readerConn{Conn: c, r: &spdyFrameReader{r: rw.Reader}}, true,
 		spdy.WithMaxControlFramePayloadSize(spdyMaxControlFrame),
 		spdy.WithMaxHeaderFieldSize(spdyMaxHeaderField),
 		spdy.WithMaxHeaderCount(spdyMaxHeaderCount))
@@ -229,29 +229,28 @@ func (s *spdySession) close(conn *spdystream.Connection) {
 	_ = conn.Close()
 }
 
-// spdyFrameConn is the client's connection as spdystream reads it: first
-// what the HTTP server had buffered, then the connection, with every frame
-// header checked against kubegate's limits before spdystream allocates
-// the frame (it would take a data frame of up to 16 MiB).
-type spdyFrameConn struct {
+// readerConn is a connection read through r.
+type readerConn struct {
 	net.Conn
-	r *bufio.Reader
+	r io.Reader
+}
+
+func (c *readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// spdyFrameReader is a client's SPDY byte stream with every frame header
+// checked against kubegate's limits before spdystream allocates the frame
+// (it would take a data frame of up to 16 MiB).
+type spdyFrameReader struct {
+	r io.Reader
 
 	hdr  [8]byte
 	nhdr int    // header bytes of the current frame seen so far
 	left uint32 // payload bytes of the current frame still to come
 }
 
-func (c *spdyFrameConn) Read(p []byte) (int, error) {
-	var n int
-	var err error
-	if c.r != nil && c.r.Buffered() > 0 {
-		n, err = c.r.Read(p)
-	} else {
-		c.r = nil
-		n, err = c.Conn.Read(p)
-	}
-	if cerr := c.check(p[:n]); cerr != nil {
+func (f *spdyFrameReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if cerr := f.check(p[:n]); cerr != nil {
 		return 0, cerr
 	}
 	return n, err
@@ -259,29 +258,29 @@ func (c *spdyFrameConn) Read(p []byte) (int, error) {
 
 // check follows the frame boundaries through p. A header split across
 // reads is kept until it is whole.
-func (c *spdyFrameConn) check(p []byte) error {
+func (f *spdyFrameReader) check(p []byte) error {
 	for len(p) > 0 {
-		if c.left > 0 {
-			n := uint32(min(uint64(len(p)), uint64(c.left)))
-			p, c.left = p[n:], c.left-n
+		if f.left > 0 {
+			n := uint32(min(uint64(len(p)), uint64(f.left)))
+			p, f.left = p[n:], f.left-n
 			continue
 		}
-		n := copy(c.hdr[c.nhdr:], p)
-		c.nhdr += n
+		n := copy(f.hdr[f.nhdr:], p)
+		f.nhdr += n
 		p = p[n:]
-		if c.nhdr < len(c.hdr) {
+		if f.nhdr < len(f.hdr) {
 			return nil
 		}
-		c.nhdr = 0
-		length := uint32(c.hdr[5])<<16 | uint32(c.hdr[6])<<8 | uint32(c.hdr[7])
+		f.nhdr = 0
+		length := uint32(f.hdr[5])<<16 | uint32(f.hdr[6])<<8 | uint32(f.hdr[7])
 		limit, kind := uint32(spdyMaxDataFrame), "data"
-		if c.hdr[0]&0x80 != 0 {
+		if f.hdr[0]&0x80 != 0 {
 			limit, kind = spdyMaxControlFrame, "control"
 		}
 		if length > limit {
 			return fmt.Errorf("%w: %s frame of %d bytes, limit %d", ErrSPDYFrameTooLarge, kind, length, limit)
 		}
-		c.left = length
+		f.left = length
 	}
 	return nil
 }

@@ -35,15 +35,15 @@ var spdyFrameCheckCases = []struct {
 	{"half a header", spdyFrame(false, spdyMaxDataFrame+1)[:5], false},
 }
 
-// checkWhole is the dumb version of spdyFrameConn.check: all of wire in
+// checkWhole is the dumb version of spdyFrameReader.check: all of wire in
 // one call.
 func checkWhole(wire []byte) error {
-	return (&spdyFrameConn{}).check(wire)
+	return (&spdyFrameReader{}).check(wire)
 }
 
 // checkSplit feeds wire to one checker in pieces cut at cuts.
 func checkSplit(wire []byte, cuts []int) error {
-	c := &spdyFrameConn{}
+	c := &spdyFrameReader{}
 	prev := 0
 	for _, cut := range append(cuts, len(wire)) {
 		cut = min(max(cut, prev), len(wire))
