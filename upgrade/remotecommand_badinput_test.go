@@ -622,6 +622,7 @@ func TestRemoteCommandBadInputClientVanishes(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), rcTimeout)
 			defer cancel()
 			var conn net.Conn
+			var spdyClient *rcSPDY
 			if websocket {
 				c, _, err := h.dialWS(ctx, rcAll.query("s", "block"), "v5.channel.k8s.io")
 				if err != nil {
@@ -632,11 +633,11 @@ func TestRemoteCommandBadInputClientVanishes(t *testing.T) {
 				}
 				conn = c.conn.NetConn()
 			} else {
-				c := h.dialSPDY(ctx, t, rcAll.query("s", "block"))
+				spdyClient = h.dialSPDY(ctx, t, rcAll.query("s", "block"))
 				for _, st := range []string{"error", "stdin", "stdout", "stderr"} {
-					c.open(t, st, true)
+					spdyClient.open(t, st, true)
 				}
-				conn = c.raw
+				conn = spdyClient.raw
 			}
 			rcWaitFor(t, "the upstream command to start", rcTimeout, func() bool {
 				return slices.ContainsFunc(slices.Collect(maps.Values(rcGoroutines())), func(g string) bool {
@@ -650,6 +651,11 @@ func TestRemoteCommandBadInputClientVanishes(t *testing.T) {
 			}
 			if res.Err == nil {
 				t.Errorf("result %+v, want an error", res.RemoteCommandResult)
+			}
+			if spdyClient != nil {
+				// The test client's own spdystream may hold a frame for
+				// a stream it never read; reset them to free it.
+				spdyClient.close()
 			}
 			h.finish(t, baseline)
 		})
