@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -21,22 +22,37 @@ type FileConfig struct {
 	// renamed to Path.<UTC timestamp> and a new one is started. Zero means
 	// never rotate.
 	MaxSizeBytes int64
-	// Fsync syncs the file after every event. False leaves flushing to the
-	// operating system.
+	// Fsync syncs the file after every event, before Write returns. False
+	// leaves flushing to the operating system, or to FsyncInterval. Either
+	// way an event is in the file (the page cache) when Write returns, so
+	// it survives the process being killed; Fsync also covers the machine
+	// losing power.
 	Fsync bool
+	// FsyncInterval, when set and Fsync is not, syncs the file this often
+	// while events come in: a power loss loses at most this much.
+	FsyncInterval time.Duration
+	// Node names this node in the event chain (see AnnotationAuditID).
+	// Empty means "kubegate".
+	Node string
 	// Now is the clock used to name rotated files. Nil means time.Now.
 	Now func() time.Time
 }
 
 // FileSink appends events as JSON lines (one audit.k8s.io/v1 Event a line)
-// to a local file. It is safe for concurrent use.
+// to a local file, each chained to the one before (see chain.go). It is
+// safe for concurrent use.
 type FileSink struct {
 	cfg FileConfig
 
-	mu   sync.Mutex
-	f    *os.File
-	size int64
-	err  error // the last write error, cleared by a later success
+	mu      sync.Mutex
+	f       *os.File
+	size    int64
+	err     error  // the last write error, cleared by a later success
+	seq     uint64 // the last event's sequence number
+	prev    string // the last event's LineHash
+	dirty   bool   // written since the last sync
+	syncing bool   // a timed sync is scheduled
+	waiters []chan struct{}
 }
 
 var _ Sink = (*FileSink)(nil)
@@ -52,8 +68,15 @@ func NewFileSink(cfg FileConfig) (*FileSink, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Node == "" {
+		cfg.Node = "kubegate"
+	}
 	s := &FileSink{cfg: cfg}
 	if err := s.open(); err != nil {
+		return nil, err
+	}
+	if err := s.recoverChain(); err != nil {
+		s.f.Close()
 		return nil, err
 	}
 	return s, nil
@@ -76,17 +99,50 @@ func (s *FileSink) open() error {
 	return nil
 }
 
-// Write appends ev as one line.
+// Write appends ev as one line, chained to the event before. ev itself is
+// not changed.
 func (s *FileSink) Write(_ context.Context, ev *auditv1.Event) error {
-	line, err := json.Marshal(ev)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	chained := *ev
+	chained.Annotations = make(map[string]string, len(ev.Annotations)+2)
+	maps.Copy(chained.Annotations, ev.Annotations)
+	chained.Annotations[AnnotationAuditID] = FormatAuditID(s.cfg.Node, s.seq+1)
+	chained.Annotations[AnnotationAuditPrev] = s.prev
+	line, err := json.Marshal(&chained)
 	if err != nil {
 		return fmt.Errorf("audit file sink: encoding event: %w", err)
 	}
-	line = append(line, '\n')
+	s.err = s.write(append(line, '\n'))
+	if s.err != nil {
+		return s.err
+	}
+	s.seq++
+	s.prev = LineHash(line)
+	for _, w := range s.waiters {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// Head returns the last event's sequence number and chain hash.
+func (s *FileSink) Head() (seq uint64, hash string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.err = s.write(line)
-	return s.err
+	return s.seq, s.prev
+}
+
+// Notify returns a channel that receives (without blocking the sink, so
+// several events may make one signal) after events are written.
+func (s *FileSink) Notify() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.waiters = append(s.waiters, ch)
+	s.mu.Unlock()
+	return ch
 }
 
 func (s *FileSink) write(line []byte) error {
@@ -103,15 +159,39 @@ func (s *FileSink) write(line []byte) error {
 	if err != nil {
 		return fmt.Errorf("audit file sink: writing %s: %w", s.cfg.Path, err)
 	}
-	if s.cfg.Fsync {
+	switch {
+	case s.cfg.Fsync:
 		if err := s.f.Sync(); err != nil {
 			return fmt.Errorf("audit file sink: syncing %s: %w", s.cfg.Path, err)
+		}
+	case s.cfg.FsyncInterval > 0:
+		s.dirty = true
+		if !s.syncing {
+			s.syncing = true
+			time.AfterFunc(s.cfg.FsyncInterval, s.timedSync)
 		}
 	}
 	return nil
 }
 
+// timedSync syncs what was written since the last sync (FsyncInterval).
+func (s *FileSink) timedSync() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.syncing = false
+	if s.f == nil || !s.dirty {
+		return
+	}
+	s.dirty = false
+	if err := s.f.Sync(); err != nil {
+		s.err = fmt.Errorf("audit file sink: syncing %s: %w", s.cfg.Path, err)
+	}
+}
+
 func (s *FileSink) rotate() error {
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("audit file sink: syncing before rotation: %w", err)
+	}
 	if err := s.f.Close(); err != nil {
 		return fmt.Errorf("audit file sink: closing for rotation: %w", err)
 	}
@@ -137,7 +217,7 @@ func (s *FileSink) Close() error {
 	if s.f == nil {
 		return nil
 	}
-	err := s.f.Close()
+	err := errors.Join(s.f.Sync(), s.f.Close())
 	s.f = nil
 	return err
 }
