@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # build-tools.sh builds the pinned upstream binaries the test cluster needs
-# (kube-apiserver, etcd, dex) from the tools modules under tools/, into a cache
-# directory outside the repository keyed by each module's go.mod/go.sum hash.
-# A warm machine rebuilds nothing. It prints the directory holding the binaries
-# as its last line on stdout for each module named (default: all).
+# (kube-apiserver, etcd, dex, versitygw) from the tools modules under tools/,
+# into a cache directory outside the repository keyed by each module's
+# go.mod/go.sum hash. A warm machine rebuilds nothing. It prints the directory
+# holding the binaries as its last line on stdout for each module named
+# (default: all).
 #
-#   hack/build-tools.sh [cluster|dex]...
+#   hack/build-tools.sh [--cached] [cluster|dex|versitygw]...
+#
+# With --cached it builds nothing: a module not in the cache yet fails with
+# exit status 3 (tests use this to skip rather than start a cold build).
 #
 # KUBEGATE_CACHE overrides the cache root (default ${XDG_CACHE_HOME:-~/.cache}/kubegate).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${KUBEGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubegate}
+cached_only=
+if [ "${1:-}" = --cached ]; then
+  cached_only=1
+  shift
+fi
 mods=("$@")
-[ ${#mods[@]} -gt 0 ] || mods=(cluster dex)
+[ ${#mods[@]} -gt 0 ] || mods=(cluster dex versitygw)
 
 k8s_version=v1.37.2
 
@@ -29,6 +38,10 @@ build_one() {
     log "$name: cached in $out"
     echo "$out"
     return 0
+  fi
+  if [ -n "$cached_only" ]; then
+    log "$name: not built yet (run: hack/build-tools.sh $name)"
+    return 3
   fi
   log "$name: cold build into $out (this takes minutes on 2 cores; later runs reuse it)"
   mkdir -p "$out.tmp"
