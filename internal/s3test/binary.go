@@ -1,0 +1,61 @@
+package s3test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// ErrNotBuilt is a Start whose versitygw binary is not in the tools cache.
+var ErrNotBuilt = errors.New("versitygw is not built: run hack/build-tools.sh versitygw (or make tools)")
+
+// dirEnv overrides the directory holding the versitygw binary.
+const dirEnv = "KUBEGATE_TOOLS_VERSITYGW_DIR"
+
+// binary finds the cached versitygw binary, like the test cluster finds its
+// binaries, except that it never starts a cold build: hack/build-tools.sh
+// --cached fails with status 3 when the module is not in the cache.
+func binary() (string, error) {
+	if d := os.Getenv(dirEnv); d != "" {
+		return filepath.Join(d, "versitygw"), nil
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command(filepath.Join(root, "hack", "build-tools.sh"), "--cached", "versitygw")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		if ee, ok := errors.AsType[*exec.ExitError](err); ok && ee.ExitCode() == 3 {
+			return "", ErrNotBuilt
+		}
+		return "", fmt.Errorf("finding versitygw: %w\n%s", err, stderr.Bytes())
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return filepath.Join(lines[len(lines)-1], "versitygw"), nil
+}
+
+// repoRoot finds the kubegate module root above the working directory.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.HasPrefix(b, []byte("module github.com/kubegate/kubegate\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the kubegate repository (no go.mod for github.com/kubegate/kubegate above the working directory)")
+		}
+		dir = parent
+	}
+}
