@@ -211,6 +211,14 @@ func testSPDYDataFrameOverLimit(ctx context.Context, t *testing.T, h *rcHarness)
 	stdin := c.open(t, serverremotecommand.StreamTypeStdin, true)
 	c.open(t, serverremotecommand.StreamTypeStdout, true)
 	c.open(t, serverremotecommand.StreamTypeStderr, true)
+	// Once the upstream runs: cancelled while client-go still creates its
+	// upstream streams, the relay would leave client-go waiting up to its
+	// 30 s stream-creation timeout.
+	rcWaitFor(t, "the upstream command to start", rcTimeout, func() bool {
+		return slices.ContainsFunc(slices.Collect(maps.Values(rcGoroutines())), func(g string) bool {
+			return strings.Contains(g, "(*rcUpstream).ExecInContainer")
+		})
+	})
 	go func() { _, _ = stdin.Write(make([]byte, spdyMaxDataFrame+1)) }()
 	res := h.wait(t, "s", rcTimeout)
 	rcCheckResultFailed(t, res)
