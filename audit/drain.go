@@ -84,6 +84,7 @@ type Drainer struct {
 	mu        sync.Mutex
 	cursor    uint64 // the last sequence number stored
 	backlog   int64  // bytes of events not yet stored
+	inflight  int64  // bytes of the batch being sent
 	lastErr   error
 	delivered int64 // events stored since start
 }
@@ -185,6 +186,9 @@ func (d *Drainer) read() (*Batch, error) {
 		b.Lines = append(b.Lines, bytes.Clone(l.line))
 		size += len(l.line)
 	}
+	d.mu.Lock()
+	d.inflight = int64(size)
+	d.mu.Unlock()
 	if err := d.updateBacklog(); err != nil {
 		return nil, err
 	}
@@ -240,6 +244,8 @@ func (d *Drainer) advance(seq uint64, n int) {
 	}
 	d.mu.Lock()
 	d.cursor = seq
+	d.backlog -= d.inflight
+	d.inflight = 0
 	d.delivered += int64(n)
 	d.lastErr = nil
 	d.mu.Unlock()
@@ -263,7 +269,7 @@ func (d *Drainer) updateBacklog() error {
 		return fmt.Errorf("audit drainer %s: %w", d.cfg.Sink.Name(), err)
 	}
 	d.mu.Lock()
-	d.backlog = n + int64(len(d.r.pending))
+	d.backlog = n + int64(len(d.r.pending)) + d.inflight
 	d.mu.Unlock()
 	return nil
 }
@@ -279,7 +285,7 @@ func (d *Drainer) over() bool {
 type DrainStatus struct {
 	Sink      string
 	Cursor    uint64 // the last sequence number stored
-	Backlog   int64  // bytes read from the log but not stored, and not read yet
+	Backlog   int64  // bytes of events not stored yet, read or not
 	Delivered int64  // events stored since start
 	Err       error  // the last failure, nil after a success
 }

@@ -8,7 +8,16 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"syscall"
 )
+
+// linkCount is how many names a file has; 0 once it is deleted.
+func linkCount(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Nlink)
+	}
+	return 1
+}
 
 // logReader reads a file sink's event lines in order, across rotations,
 // following the active file as it grows. It hands out whole lines only:
@@ -39,8 +48,12 @@ func (r *logReader) next() (logLine, error) {
 			return logLine{seq: lineSeq(line), line: line, size: int64(i + 1)}, nil
 		}
 		if r.f == nil {
-			if err := r.open(0); err != nil {
+			ok, err := r.openAfter(nil)
+			if err != nil {
 				return logLine{}, err
+			}
+			if !ok {
+				return logLine{}, io.EOF // no events yet
 			}
 			continue
 		}
@@ -71,51 +84,94 @@ func (r *logReader) next() (logLine, error) {
 	}
 }
 
-// open starts reading the file that is index i of the sink's files.
-func (r *logReader) open(i int) error {
-	files, err := AuditFiles(r.path)
-	if err != nil {
-		return err
+// openAfter starts reading the file that follows prev in the sink's
+// files, or the first one if prev is nil. It reports false if there is
+// none. The sink may rotate between a listing and an open, and then a
+// name leads past a file: the open is checked against a second listing.
+func (r *logReader) openAfter(prev os.FileInfo) (bool, error) {
+	for {
+		files, err := AuditFiles(r.path)
+		if err != nil {
+			return false, err
+		}
+		i := 0
+		if prev != nil {
+			if i = indexOfFile(files, prev) + 1; i == 0 {
+				return false, nil // renamed since the listing: look again later
+			}
+		}
+		if i >= len(files) {
+			return false, nil
+		}
+		f, err := os.Open(files[i])
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return false, err
+		}
+		again, err := AuditFiles(r.path)
+		if err != nil {
+			f.Close()
+			return false, err
+		}
+		j := 0
+		if prev != nil {
+			j = indexOfFile(again, prev) + 1
+		}
+		if j > 0 || prev == nil {
+			if j < len(again) && sameFile(again[j], st) {
+				r.close()
+				r.f, r.off, r.pending = f, 0, nil
+				return true, nil
+			}
+		}
+		f.Close()
 	}
-	if i >= len(files) {
-		return io.EOF
-	}
-	f, err := os.Open(files[i])
-	if errors.Is(err, os.ErrNotExist) {
-		return io.EOF // no events yet
-	}
-	if err != nil {
-		return err
-	}
-	r.close()
-	r.f, r.off, r.pending = f, 0, nil
-	return nil
 }
 
-// advance moves to the file after the current one, if there is one.
+// advance moves to the file after the current one, if there is one and
+// the current one has nothing left; true means read again.
 func (r *logReader) advance() (bool, error) {
 	if len(r.pending) > 0 {
 		return false, nil // a line is being written
+	}
+	// List first, then stat: a file rotated before the listing takes no
+	// more writes, so its size now is final.
+	files, err := AuditFiles(r.path)
+	if err != nil {
+		return false, err
 	}
 	cur, err := r.f.Stat()
 	if err != nil {
 		return false, err
 	}
-	files, err := AuditFiles(r.path)
-	if err != nil {
-		return false, err
-	}
-	i := slices.IndexFunc(files, func(p string) bool {
-		st, err := os.Stat(p)
-		return err == nil && os.SameFile(st, cur)
-	})
+	i := indexOfFile(files, cur)
 	switch {
+	case i < 0 && linkCount(cur) == 0:
+		return false, fmt.Errorf("audit log %s: the file being read was deleted", r.path)
 	case i < 0:
-		return false, fmt.Errorf("audit log %s: the file being read is gone", r.path)
+		return false, nil // renamed since the listing: look again later
 	case i == len(files)-1:
 		return false, nil // the active file: wait for more
+	case cur.Size() > r.off+int64(len(r.pending)):
+		return true, nil // written before it was rotated: read that first
 	}
-	return true, r.open(i + 1)
+	return r.openAfter(cur)
+}
+
+func indexOfFile(files []string, fi os.FileInfo) int {
+	return slices.IndexFunc(files, func(p string) bool { return sameFile(p, fi) })
+}
+
+func sameFile(path string, fi os.FileInfo) bool {
+	st, err := os.Stat(path)
+	return err == nil && os.SameFile(st, fi)
 }
 
 // rest is how many bytes of the sink's files are not read yet.

@@ -171,7 +171,7 @@ func (s *Spool) Close() error {
 // dropped records, in the log itself, that a sink lost events.
 func (s *Spool) dropped(sink string, first, last uint64, n int) {
 	if s.cfg.OnDrop != nil {
-		s.cfg.OnDrop(sink, n)
+		defer s.cfg.OnDrop(sink, n)
 	}
 	now := metav1.NewMicroTime(time.Now())
 	ev := &auditv1.Event{
