@@ -185,10 +185,69 @@ type IssuerConfig struct {
 
 // AuditConfig configures audit sinks and session recordings.
 type AuditConfig struct {
-	// File is the local JSON-lines sink. Its path is required.
+	// File is the local JSON-lines log every event is written to before
+	// its request completes (the spool). Its path is required.
 	File FileSinkConfig `json:"file"`
 	// Recordings configures where exec and attach sessions are recorded.
 	Recordings RecordingsConfig `json:"recordings"`
+	// Spool bounds what waits in the local log for the sinks.
+	Spool SpoolConfig `json:"spool"`
+	// Sinks are stores outside the cluster the log is streamed to. None
+	// means the local log only.
+	Sinks []AuditSinkConfig `json:"sinks"`
+}
+
+// SpoolConfig bounds undelivered events.
+type SpoolConfig struct {
+	// StateDir holds each sink's cursor. Empty means "spool" beside the
+	// audit file.
+	StateDir string `json:"stateDir"`
+	// MaxBacklogBytes bounds, per sink, the bytes of events not yet
+	// delivered. Zero means 1 GiB; negative means no bound.
+	MaxBacklogBytes int64 `json:"maxBacklogBytes"`
+	// OnFull is what happens past the bound: "fail-closed" (the default:
+	// new requests get 503 until the sink catches up) or "drop-oldest"
+	// (the sink's oldest events are dropped, with a warning, a metric and
+	// an audit event).
+	OnFull string `json:"onFull"`
+}
+
+// AuditSinkConfig is one sink: exactly one of Webhook and S3.
+type AuditSinkConfig struct {
+	// Name names the sink in metrics, logs and its cursor file: lower
+	// case letters, digits and dashes. Empty means "webhook" or "s3".
+	Name    string              `json:"name"`
+	Webhook *AuditWebhookConfig `json:"webhook"`
+	S3      *AuditS3Config      `json:"s3"`
+}
+
+// AuditWebhookConfig sends batches of events as JSON lines.
+type AuditWebhookConfig struct {
+	URL string `json:"url"`
+	// BearerTokenFile, if set, holds a token sent as Authorization.
+	BearerTokenFile string `json:"bearerTokenFile"`
+	// CAFile, if set, is a PEM bundle to trust for the URL.
+	CAFile string `json:"caFile"`
+}
+
+// AuditS3Config stores event batches and recordings in an S3-compatible
+// bucket.
+type AuditS3Config struct {
+	// Endpoint is the store's URL. Empty means AWS S3.
+	Endpoint string `json:"endpoint"`
+	// Region: empty means us-east-1.
+	Region string `json:"region"`
+	Bucket string `json:"bucket"`
+	// Prefix goes before every key, e.g. "kubegate/".
+	Prefix string `json:"prefix"`
+	// PathStyle addresses the bucket in the path (MinIO, versitygw).
+	PathStyle bool `json:"pathStyle"`
+	// CAFile, if set, is a PEM bundle to trust for Endpoint.
+	CAFile string `json:"caFile"`
+	// AccessKeyIDFile and SecretAccessKeyFile hold the credentials.
+	// Empty means the SDK's default chain (AWS_ACCESS_KEY_ID, ...).
+	AccessKeyIDFile     string `json:"accessKeyIDFile"`
+	SecretAccessKeyFile string `json:"secretAccessKeyFile"`
 }
 
 // RecordingsConfig configures session recordings (asciicast v2).
@@ -204,8 +263,12 @@ type FileSinkConfig struct {
 	// MaxSizeBytes rotates the file past this size. Zero means 100 MiB;
 	// negative means never.
 	MaxSizeBytes int64 `json:"maxSizeBytes"`
-	// Fsync syncs after every event.
+	// Fsync syncs after every event, before its request completes.
 	Fsync bool `json:"fsync"`
+	// FsyncInterval, without Fsync, syncs this often ("100ms"): a power
+	// loss then loses at most that much. Zero leaves it to the OS; a
+	// killed process loses nothing either way.
+	FsyncInterval policy.Duration `json:"fsyncInterval"`
 }
 
 // LoadConfig reads and validates a configuration file. Unknown fields are
@@ -271,6 +334,9 @@ func (c *Config) validate() error {
 	}
 	if c.Audit.Recordings.Dir == "" {
 		c.Audit.Recordings.Dir = filepath.Join(filepath.Dir(c.Audit.File.Path), "recordings")
+	}
+	if err := c.Audit.validateSinks(filepath.Dir(c.Audit.File.Path)); err != nil {
+		return err
 	}
 	if mc, ok := c.Masking.MaskConfig(); ok {
 		if err := mc.Validate(); err != nil {

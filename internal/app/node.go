@@ -41,7 +41,7 @@ type Node struct {
 	admin   *http.Server
 	ln      net.Listener
 	adminLn net.Listener
-	sink    *audit.FileSink
+	sink    *audit.Spool
 	raft    *raftnode.Node
 	hooks   []*notify.Webhook
 	drain   time.Duration
@@ -75,7 +75,8 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	sink, err := audit.NewFileSink(audit.FileConfig{Path: cfg.Audit.File.Path, MaxSizeBytes: cfg.Audit.File.MaxSizeBytes, Fsync: cfg.Audit.File.Fsync})
+	reg := prometheus.NewRegistry()
+	sink, err := openSpool(context.Background(), cfg, reg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +109,6 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 			rn.Close()
 		}
 	}()
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newRaftCollector(rn))
 	gw, err := gateway.New(gateway.Config{
 		Upstream: upstream, Transport: transport, Authenticator: authn, Policy: engine,
@@ -216,6 +216,9 @@ func (n *Node) Run(ctx context.Context) error {
 	defer n.sink.Close()
 	defer n.raft.Close()
 	hctx, hcancel := context.WithCancel(context.Background())
+	// The sinks drain until the node has stopped serving and its sessions
+	// have ended, so that their last events go out too.
+	n.sink.Run(hctx)
 	var hooksDone sync.WaitGroup
 	for _, h := range n.hooks {
 		hooksDone.Go(func() { _ = h.Run(hctx) })
