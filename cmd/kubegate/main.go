@@ -19,6 +19,7 @@ commands:
   token ...                 exec credential plugin: print a short-lived token for kubectl
   sessions [--user U] ...   list recorded exec/attach sessions; --live: live sessions; kill ID: end one
   replay ID|FILE            play a session recording; --api: an agent's API calls; --against: re-issue them
+  audit verify|search ...   check the audit events' hash chains and recordings, or search the events
   request create ...        ask for time-bound access (a grant)
   requests [--pending]      list access requests: held calls and requests for grants
   approve ID | deny ID      decide on an access request
@@ -50,6 +51,8 @@ func main() {
 		err = runSessions(ctx, args)
 	case "replay":
 		err = runReplay(ctx, args)
+	case "audit":
+		err = runAudit(ctx, args)
 	case "request":
 		err = runRequest(ctx, args, os.Stdout)
 	case "requests":
