@@ -518,3 +518,22 @@ func hasKind(r *Report, k ProblemKind) bool {
 	}
 	return false
 }
+
+func BenchmarkVerify(b *testing.B) {
+	lines := verifyLines(one("audit.log", chainOf(b, "n1", 10000, nil)...))
+	var size int64
+	for _, l := range lines {
+		size += int64(len(l.Bytes)) + 1
+	}
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		v := NewVerifier()
+		for _, l := range lines {
+			v.Add(l)
+		}
+		if r, err := v.Finish(context.Background(), nil); err != nil || !r.OK() {
+			b.Fatalf("%v %+v", err, r)
+		}
+	}
+}
