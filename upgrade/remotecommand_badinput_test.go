@@ -192,9 +192,8 @@ func testSPDYZlibBombOverHeaderLimits(ctx context.Context, t *testing.T, h *rcHa
 	for i := range 32 {
 		hdr.Set(fmt.Sprintf("x-bomb-%d", i), value)
 	}
-	if _, err := c.conn.CreateStream(hdr, nil, false); err != nil {
-		t.Fatal(err)
-	}
+	// The write may fail: the server can close before it has all of it.
+	_, _ = c.conn.CreateStream(hdr, nil, false)
 	rcCheckResultFailed(t, h.wait(t, "s", rcTimeout))
 	if !c.closedWithin(rcTimeout) {
 		t.Error("the server kept the connection of a client that sent a zlib bomb")

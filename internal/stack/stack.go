@@ -39,6 +39,9 @@ type Options struct {
 	// its log goes to Dir/kubegate.log. Empty runs the node in this
 	// process.
 	Binary string
+	// Audit is YAML added to the configuration's audit section, indented
+	// by two spaces (such as sinks: or spool:). Empty adds nothing.
+	Audit string
 }
 
 // Stack is a running kubegate node in front of the Env's cluster.
@@ -139,7 +142,7 @@ identity:
 audit:
   file:
     path: %s
-`, o.Listen, adminListen, certFile, keyFile, upstream, env.Dex.Issuer, env.Dex.ClientID, env.CAFile, env.ServiceAccountIssuer, env.CAFile, s.AuditPath) + o.Policy
+`, o.Listen, adminListen, certFile, keyFile, upstream, env.Dex.Issuer, env.Dex.ClientID, env.CAFile, env.ServiceAccountIssuer, env.CAFile, s.AuditPath) + o.Audit + o.Policy
 	if err := os.WriteFile(s.ConfigPath, []byte(cfgText), 0o600); err != nil {
 		return nil, err
 	}
