@@ -39,8 +39,10 @@ type Options struct {
 	// its log goes to Dir/kubegate.log. Empty runs the node in this
 	// process.
 	Binary string
-	// Audit is YAML added to the configuration's audit section, indented
-	// by two spaces (such as sinks: or spool:). Empty adds nothing.
+	// Audit is YAML added to the configuration's audit section, right
+	// after audit.file.path: lines indented by four spaces go on under
+	// file:, by two spaces they add to audit: (sinks:, spool:). Empty adds
+	// nothing.
 	Audit string
 }
 
