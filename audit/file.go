@@ -22,6 +22,9 @@ type FileConfig struct {
 	// renamed to Path.<UTC timestamp> and a new one is started. Zero means
 	// never rotate.
 	MaxSizeBytes int64
+	// MaxAge rotates the file once it has been written to for this long
+	// (counted from when the sink opened it). Zero means never by age.
+	MaxAge time.Duration
 	// Fsync syncs the file after every event, before Write returns. False
 	// leaves flushing to the operating system, or to FsyncInterval. Either
 	// way an event is in the file (the page cache) when Write returns, so
@@ -47,11 +50,12 @@ type FileSink struct {
 	mu      sync.Mutex
 	f       *os.File
 	size    int64
-	err     error  // the last write error, cleared by a later success
-	seq     uint64 // the last event's sequence number
-	prev    string // the last event's LineHash
-	dirty   bool   // written since the last sync
-	syncing bool   // a timed sync is scheduled
+	err     error     // the last write error, cleared by a later success
+	opened  time.Time // when f was opened, for MaxAge
+	seq     uint64    // the last event's sequence number
+	prev    string    // the last event's LineHash
+	dirty   bool      // written since the last sync
+	syncing bool      // a timed sync is scheduled
 	waiters []chan struct{}
 }
 
@@ -95,7 +99,7 @@ func (s *FileSink) open() error {
 		f.Close()
 		return fmt.Errorf("audit file sink: %w", err)
 	}
-	s.f, s.size = f, st.Size()
+	s.f, s.size, s.opened = f, st.Size(), s.cfg.Now()
 	return nil
 }
 
@@ -149,16 +153,23 @@ func (s *FileSink) write(line []byte) error {
 	if s.f == nil {
 		return errors.New("audit file sink: closed")
 	}
-	if s.cfg.MaxSizeBytes > 0 && s.size > 0 && s.size+int64(len(line)) > s.cfg.MaxSizeBytes {
+	tooOld := s.cfg.MaxAge > 0 && s.cfg.Now().Sub(s.opened) > s.cfg.MaxAge
+	if s.size > 0 && (tooOld || s.cfg.MaxSizeBytes > 0 && s.size+int64(len(line)) > s.cfg.MaxSizeBytes) {
 		if err := s.rotate(); err != nil {
 			return err
 		}
 	}
 	n, err := s.f.Write(line)
-	s.size += int64(n)
 	if err != nil {
+		if n > 0 {
+			// Take the torn line back, so the next one starts clean.
+			if terr := s.f.Truncate(s.size); terr != nil {
+				s.size += int64(n)
+			}
+		}
 		return fmt.Errorf("audit file sink: writing %s: %w", s.cfg.Path, err)
 	}
+	s.size += int64(n)
 	switch {
 	case s.cfg.Fsync:
 		if err := s.f.Sync(); err != nil {

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -107,4 +108,18 @@ func lastIndexBefore(f *os.File, end int64, c byte) (int64, error) {
 		}
 	}
 	return -1, nil
+}
+
+// firstLine returns the first line of the file at path.
+func firstLine(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	line, err := bufio.NewReaderSize(f, 64<<10).ReadBytes('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return bytes.TrimSuffix(line, []byte("\n")), nil
 }

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,11 +36,15 @@ type SpoolConfig struct {
 	MaxBacklog int64
 	// DropOldest, past MaxBacklog, drops a sink's oldest undelivered
 	// events (with a warning, an "audit.spool.dropped" audit event and
-	// OnDrop). False fails closed: Healthy reports ErrBacklogFull, and the
+	// OnDrop), and on a full disk the oldest local file. False fails
+	// closed: Healthy reports ErrBacklogFull (or the disk error), and the
 	// gateway refuses new requests until the sink catches up.
 	DropOldest bool
 	// OnDrop is told about dropped events, e.g. to count them. Nil: none.
 	OnDrop func(sink string, n int)
+	// Retention removes rotated local files this old (by their last
+	// write) once every sink has stored their events. Zero keeps them.
+	Retention time.Duration
 	// Drain tunes the drainers; its Path, Node, Sink, StateDir, Notify,
 	// MaxBacklog, DropOldest and OnDrop are set by the spool.
 	Drain DrainConfig
@@ -118,10 +125,83 @@ func (s *Spool) Run(ctx context.Context) {
 			}
 		}
 	})
+	if s.cfg.Retention > 0 {
+		s.wg.Go(func() {
+			t := time.NewTicker(time.Minute)
+			defer t.Stop()
+			for {
+				if err := s.Prune(time.Now()); err != nil {
+					s.cfg.Log.Warn("pruning the audit log", "err", err)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		})
+	}
 }
 
-// Write appends ev to the local log.
+// Prune removes the rotated local files older than Retention (by their
+// last write, at now) whose events every sink has stored.
+func (s *Spool) Prune(now time.Time) error {
+	files, err := AuditFiles(s.file.cfg.Path)
+	if err != nil {
+		return err
+	}
+	stored := ^uint64(0) // what every sink has
+	for _, d := range s.drainers {
+		stored = min(stored, d.Status().Cursor)
+	}
+	for _, f := range files {
+		if f == s.file.cfg.Path {
+			break // the active file
+		}
+		st, err := os.Stat(f)
+		if err != nil || now.Sub(st.ModTime()) < s.cfg.Retention {
+			break // files are in order: the rest are newer
+		}
+		last, err := lastLine(f, false)
+		if err != nil {
+			return err
+		}
+		if lineSeq(last) > stored {
+			break
+		}
+		if err := os.Remove(f); err != nil {
+			return err
+		}
+		s.cfg.Log.Info("removed an old audit file every sink has stored", "file", filepath.Base(f))
+	}
+	return nil
+}
+
+// Write appends ev to the local log. On a full disk it fails (and Healthy
+// with it, so the gateway refuses new requests) unless DropOldest is set:
+// then the oldest rotated file goes, undelivered or not, loudly, and the
+// write is tried again.
 func (s *Spool) Write(ctx context.Context, ev *auditv1.Event) error {
+	err := s.file.Write(ctx, ev)
+	if !errors.Is(err, syscall.ENOSPC) || !s.cfg.DropOldest {
+		return err
+	}
+	files, lerr := AuditFiles(s.file.cfg.Path)
+	if lerr != nil || len(files) < 2 {
+		return err // nothing to drop but the active file
+	}
+	first, _ := firstLine(files[0])
+	last, _ := lastLine(files[0], false)
+	if rerr := os.Remove(files[0]); rerr != nil {
+		return err
+	}
+	s.cfg.Log.Error("the audit log's disk is full: dropped its oldest file", "file", filepath.Base(files[0]))
+	from, to := lineSeq(first), lineSeq(last)
+	n := 0
+	if from > 0 && to >= from {
+		n = int(to - from + 1)
+	}
+	s.dropped("local", from, to, n)
 	return s.file.Write(ctx, ev)
 }
 

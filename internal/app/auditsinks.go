@@ -83,8 +83,9 @@ func openSpool(ctx context.Context, cfg *Config, reg prometheus.Registerer, log 
 	}, []string{"sink"})
 	f := cfg.Audit.File
 	spool, err := audit.NewSpool(audit.SpoolConfig{
-		File: audit.FileConfig{Path: f.Path, MaxSizeBytes: f.MaxSizeBytes, Fsync: f.Fsync,
+		File: audit.FileConfig{Path: f.Path, MaxSizeBytes: f.MaxSizeBytes, MaxAge: time.Duration(f.MaxAge), Fsync: f.Fsync,
 			FsyncInterval: time.Duration(f.FsyncInterval), Node: cfg.Cluster.NodeID},
+		Retention:  time.Duration(f.Retention),
 		StateDir:   cfg.Audit.Spool.StateDir,
 		Sinks:      sinks,
 		MaxBacklog: max(cfg.Audit.Spool.MaxBacklogBytes, 0),

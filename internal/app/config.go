@@ -265,6 +265,11 @@ type FileSinkConfig struct {
 	MaxSizeBytes int64 `json:"maxSizeBytes"`
 	// Fsync syncs after every event, before its request completes.
 	Fsync bool `json:"fsync"`
+	// MaxAge rotates the file after this long ("24h"). Zero: by size only.
+	MaxAge policy.Duration `json:"maxAge"`
+	// Retention removes rotated files this old once every sink has stored
+	// their events ("720h"). Zero keeps them.
+	Retention policy.Duration `json:"retention"`
 	// FsyncInterval, without Fsync, syncs this often ("100ms"): a power
 	// loss then loses at most that much. Zero leaves it to the OS; a
 	// killed process loses nothing either way.
