@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
@@ -345,7 +346,15 @@ func TestAuditStreamsToS3ThroughOutageAndCrash(t *testing.T) {
 
 	load.round(t, ctx, "up")
 	a.srv.Stop()
+	outage := time.Now()
 	load.round(t, ctx, "s3down")
+	// KUBEGATE_E2E_S3_OUTAGE (a duration) keeps the S3 server down that
+	// long under load; by default the outage lasts one round.
+	if d, err := time.ParseDuration(os.Getenv("KUBEGATE_E2E_S3_OUTAGE")); err == nil {
+		for time.Since(outage) < d {
+			load.kubectl(t, ctx, protocols[0], "-n", "dev", "get", "pods")
+		}
+	}
 
 	// SIGKILL while kubectl keeps calling: the call in flight may or may
 	// not have its event (it never completed), every completed one must.
@@ -377,6 +386,7 @@ func TestAuditStreamsToS3ThroughOutageAndCrash(t *testing.T) {
 	if err := a.srv.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("the S3 server was down for %s", time.Since(outage).Round(time.Second))
 
 	var stored map[string][]byte
 	if !waitUntil(ctx, func() bool {
