@@ -21,7 +21,7 @@ deps: ## Install missing Debian packages (only those not installed)
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; fi
 
 .PHONY: tools
-tools: ## Build the pinned kube-apiserver, etcd and Dex into the cache (minutes when cold, instant when warm)
+tools: ## Build the pinned kube-apiserver, etcd, Dex and versitygw (S3) into the cache (minutes when cold, instant when warm)
 	@hack/build-tools.sh >/dev/null
 
 .PHONY: build
