@@ -190,10 +190,21 @@ func (n needle) in(b []byte) bool {
 	if !n.fold {
 		return bytes.Contains(b, n.lit)
 	}
-	for i := 0; i+len(n.lit) <= len(b); i++ {
-		if c := b[i]; (c == n.lit[0] || c|0x20 == n.lit[0]) && equalFoldASCII(b[i:i+len(n.lit)], n.lit) {
+	lo, up := n.lit[0], upperASCII(n.lit[0])
+	for len(b) >= len(n.lit) {
+		i := bytes.IndexByte(b, lo)
+		if up != lo {
+			if j := bytes.IndexByte(b, up); j >= 0 && (i < 0 || j < i) {
+				i = j
+			}
+		}
+		if i < 0 || i+len(n.lit) > len(b) {
+			return false
+		}
+		if equalFoldASCII(b[i:i+len(n.lit)], n.lit) {
 			return true
 		}
+		b = b[i+1:]
 	}
 	return false
 }
@@ -203,12 +214,31 @@ func (n needle) inString(s string) bool {
 	if !n.fold {
 		return strings.Contains(s, string(n.lit))
 	}
-	for i := 0; i+len(n.lit) <= len(s); i++ {
-		if c := s[i]; (c == n.lit[0] || c|0x20 == n.lit[0]) && strings.EqualFold(s[i:i+len(n.lit)], string(n.lit)) {
+	lo, up := n.lit[0], upperASCII(n.lit[0])
+	for len(s) >= len(n.lit) {
+		i := strings.IndexByte(s, lo)
+		if up != lo {
+			if j := strings.IndexByte(s, up); j >= 0 && (i < 0 || j < i) {
+				i = j
+			}
+		}
+		if i < 0 || i+len(n.lit) > len(s) {
+			return false
+		}
+		if strings.EqualFold(s[i:i+len(n.lit)], string(n.lit)) {
 			return true
 		}
+		s = s[i+1:]
 	}
 	return false
+}
+
+// upperASCII is c in upper case if it is an ASCII letter.
+func upperASCII(c byte) byte {
+	if 'a' <= c && c <= 'z' {
+		return c - 0x20
+	}
+	return c
 }
 
 // equalFoldASCII reports whether b equals lower, a lower-case literal, in

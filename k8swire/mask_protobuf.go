@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -305,12 +306,62 @@ func (m *Masker) deepTyped(req *Request, v reflect.Value) bool {
 			return m.rawExtension(req, v)
 		}
 		changed := false
-		for i := range v.NumField() {
-			if v.Type().Field(i).IsExported() {
-				changed = m.deepTyped(req, v.Field(i)) || changed
-			}
+		for _, i := range stringFields(v.Type()) {
+			changed = m.deepTyped(req, v.Field(i)) || changed
 		}
 		return changed
+	}
+	return false
+}
+
+// stringFieldsCache maps a struct type to its stringFields.
+var stringFieldsCache sync.Map
+
+// stringFields lists the exported fields of struct type t that can hold a
+// string somewhere below them, the only ones the patterns pass visits.
+func stringFields(t reflect.Type) []int {
+	if fs, ok := stringFieldsCache.Load(t); ok {
+		return fs.([]int)
+	}
+	var fs []int
+	for i := range t.NumField() {
+		if f := t.Field(i); f.IsExported() && mayHoldString(f.Type, map[reflect.Type]bool{}) {
+			fs = append(fs, i)
+		}
+	}
+	stringFieldsCache.Store(t, fs)
+	return fs
+}
+
+// mayHoldString reports whether a value of type t can hold a string that
+// deepTyped would look at. seen breaks cycles (a type on the way is taken
+// to hold one).
+func mayHoldString(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if seen[t] {
+		return true
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.String, reflect.Interface:
+		return true
+	case reflect.Pointer, reflect.Array:
+		return mayHoldString(t.Elem(), seen)
+	case reflect.Slice:
+		return !isBytes(t) && mayHoldString(t.Elem(), seen)
+	case reflect.Map:
+		return mayHoldString(t.Elem(), seen)
+	case reflect.Struct:
+		switch t {
+		case timeType, microTimeType, fieldsV1Type:
+			return false
+		case rawExtensionType:
+			return true
+		}
+		for i := range t.NumField() {
+			if f := t.Field(i); f.IsExported() && mayHoldString(f.Type, seen) {
+				return true
+			}
+		}
 	}
 	return false
 }
