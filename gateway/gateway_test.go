@@ -12,6 +12,10 @@ import (
 	"sync"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+
 	"github.com/kubegate/kubegate/identity"
 	"github.com/kubegate/kubegate/policy"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -218,5 +222,19 @@ func TestUpstreamDownIs503AndNotReady(t *testing.T) {
 	}
 	if err := g.Ready(context.Background()); err == nil {
 		t.Error("Ready is nil with the apiserver down")
+	}
+}
+
+// TestRefusalsReachDiscoveryClients: client-go's discovery client (the
+// first thing kubectl calls) cannot decode a Status and would print
+// "unknown"; it gets the message as text instead.
+func TestRefusalsReachDiscoveryClients(t *testing.T) {
+	front, _ := newTestGateway(t)
+	dc := discovery.NewDiscoveryClientForConfigOrDie(&rest.Config{Host: front.URL, BearerToken: "good",
+		Impersonate: rest.ImpersonationConfig{UserName: "admin"}})
+	_, err := dc.ServerGroups()
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "impersonation headers from clients are not accepted") ||
+		!strings.Contains(err.Error(), "kubegate request id") {
+		t.Errorf("discovery with client impersonation: %v; want kubegate's refusal", err)
 	}
 }

@@ -64,6 +64,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			log.Info("request refused", "code", code, "user", principalName(x), "err", err)
 		}
+		if discoveryClient(r) {
+			writeTextStatus(rec, code, msg, x.id)
+			return
+		}
 		writeStatus(rec, code, reason, msg, x.id, x.req)
 	}
 }

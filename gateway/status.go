@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/kubegate/kubegate/identity"
 	"github.com/kubegate/kubegate/k8swire"
@@ -82,6 +83,26 @@ func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, me
 	}
 	w.WriteHeader(code)
 	_, _ = w.Write(b)
+}
+
+// writeTextStatus is writeStatus for client-go's discovery client, which
+// cannot decode a Status body (kubectl then prints "unknown") but shows a
+// text/plain body as it is.
+func writeTextStatus(w http.ResponseWriter, code int, message, requestID string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if code == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Bearer realm="kubegate"`)
+	}
+	w.WriteHeader(code)
+	_, _ = fmt.Fprintf(w, "%s (kubegate request id %s)\n", message, requestID)
+}
+
+// discoveryClient reports whether r comes from client-go's discovery
+// client: it asks for aggregated discovery first.
+func discoveryClient(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "g=apidiscovery.k8s.io")
 }
 
 // describe names a request the way kubectl users read it:
