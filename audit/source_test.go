@@ -5,12 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
-	"iter"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -221,70 +219,10 @@ func TestFileSourceOpenRecording(t *testing.T) {
 	}
 }
 
-// sourceMemStore is an ObjectStore in memory.
-type sourceMemStore struct {
-	mu      sync.Mutex
-	objects map[string][]byte
-}
-
-var _ ObjectStore = (*sourceMemStore)(nil)
-
-func (m *sourceMemStore) Put(_ context.Context, key string, r io.Reader, _ int64) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.objects == nil {
-		m.objects = map[string][]byte{}
-	}
-	m.objects[key] = b
-	return nil
-}
-
-func (m *sourceMemStore) Get(_ context.Context, key string) (io.ReadCloser, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	b, ok := m.objects[key]
-	if !ok {
-		return nil, ErrObjectNotFound
-	}
-	return io.NopCloser(bytes.NewReader(b)), nil
-}
-
-func (m *sourceMemStore) List(_ context.Context, prefix string) iter.Seq2[string, error] {
-	m.mu.Lock()
-	var keys []string
-	for k := range m.objects {
-		if strings.HasPrefix(k, prefix) {
-			keys = append(keys, k)
-		}
-	}
-	m.mu.Unlock()
-	slices.Sort(keys)
-	return func(yield func(string, error) bool) {
-		for _, k := range keys {
-			if !yield(k, nil) {
-				return
-			}
-		}
-	}
-}
-
-func (m *sourceMemStore) put(key string, lines ...[]byte) {
-	var b bytes.Buffer
-	for _, l := range lines {
-		b.Write(l)
-		b.WriteByte('\n')
-	}
-	m.Put(context.Background(), key, &b, int64(b.Len()))
-}
-
 func TestStoreSource(t *testing.T) {
 	c := chainOf(t, "n1", 5, nil)
 	other := chainOf(t, "n2", 2, nil)
-	st := &sourceMemStore{}
+	st := &memStore{}
 	st.put("events/n1/00000000000000000003-00000000000000000005.jsonl", c[2:]...)
 	st.put("events/n1/00000000000000000001-00000000000000000002.jsonl", c[:2]...)
 	st.put("events/n2/00000000000000000001-00000000000000000002.jsonl", other...)

@@ -27,15 +27,20 @@ type lingeringWriter struct {
 }
 
 func (w lingeringWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	h, ok := w.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, errors.New("the response writer cannot be hijacked")
-	}
-	c, rw, err := h.Hijack()
+	c, rw, err := hijack(w.ResponseWriter)
 	if err != nil {
 		return nil, nil, err
 	}
 	return &lingeringConn{Conn: c}, rw, nil
+}
+
+// hijack takes over w's connection.
+func hijack(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := w.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("the response writer cannot be hijacked")
+	}
+	return h.Hijack()
 }
 
 // lingeringConn is a hijacked connection whose Close lingers: see

@@ -23,11 +23,7 @@ type wsCheckingWriter struct {
 }
 
 func (w wsCheckingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	h, ok := w.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, errors.New("the response writer cannot be hijacked")
-	}
-	c, rw, err := h.Hijack()
+	c, rw, err := hijack(w.ResponseWriter)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/kubegate/kubegate/internal/testenv"
 )
 
 // ErrNotBuilt is a Start whose versitygw binary is not in the tools cache.
@@ -23,7 +25,7 @@ func binary() (string, error) {
 	if d := os.Getenv(dirEnv); d != "" {
 		return filepath.Join(d, "versitygw"), nil
 	}
-	root, err := repoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		return "", err
 	}
@@ -39,23 +41,4 @@ func binary() (string, error) {
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	return filepath.Join(lines[len(lines)-1], "versitygw"), nil
-}
-
-// repoRoot finds the kubegate module root above the working directory.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.HasPrefix(b, []byte("module github.com/kubegate/kubegate\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the kubegate repository (no go.mod for github.com/kubegate/kubegate above the working directory)")
-		}
-		dir = parent
-	}
 }

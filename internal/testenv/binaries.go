@@ -20,7 +20,7 @@ type binaries struct {
 // kubelet. KUBEGATE_TOOLS_CLUSTER_DIR, KUBEGATE_TOOLS_DEX_DIR and
 // KUBEGATE_TESTKUBELET override where each comes from.
 func findBinaries(workDir string) (binaries, error) {
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	if err != nil {
 		return binaries{}, err
 	}
@@ -63,8 +63,8 @@ func toolsDir(root, module, envVar string) (string, error) {
 	return lines[len(lines)-1], nil
 }
 
-// repoRoot finds the kubegate module root above the working directory.
-func repoRoot() (string, error) {
+// RepoRoot finds the kubegate module root above the working directory.
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
