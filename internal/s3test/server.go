@@ -1,7 +1,6 @@
 package s3test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,23 +9,20 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/kubegate/kubegate/internal/testenv"
 )
 
 // Region is the region the server answers for.
 const Region = "us-east-1"
-
-// stopGrace is how long the server gets to exit after SIGTERM before SIGKILL.
-const stopGrace = 5 * time.Second
 
 // readyTimeout bounds the wait for a new server to answer when the caller's
 // context has no deadline of its own.
@@ -43,7 +39,7 @@ type Server struct {
 	bin, addr, dataDir, logPath string
 
 	mu   sync.Mutex
-	proc *process // nil while stopped
+	proc *testenv.Process // nil while stopped
 }
 
 // Start runs versitygw on a free 127.0.0.1 port with a posix backend: the
@@ -112,7 +108,7 @@ func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.proc != nil {
-		s.proc.stop()
+		s.proc.Stop()
 		s.proc = nil
 	}
 }
@@ -134,15 +130,15 @@ func (s *Server) start(ctx context.Context) error {
 	if s.proc != nil {
 		return errors.New("versitygw is already running")
 	}
-	p, err := startProcess(s.logPath, s.bin,
+	p, err := testenv.StartProcess(s.logPath, s.bin,
 		[]string{"ROOT_ACCESS_KEY_ID=" + s.AccessKey, "ROOT_SECRET_ACCESS_KEY=" + s.SecretKey},
 		"--port", s.addr, "--region", Region, "--quiet", "posix", s.dataDir)
 	if err != nil {
 		return err
 	}
 	if err := waitReady(ctx, s.Endpoint, p); err != nil {
-		p.stop()
-		return fmt.Errorf("%w\n%s", err, p.logTail(2048))
+		p.Stop()
+		return fmt.Errorf("%w\n%s", err, p.LogTail(2048))
 	}
 	s.proc = p
 	return nil
@@ -152,7 +148,7 @@ func (s *Server) start(ctx context.Context) error {
 // is refused, which is answer enough), p exits, or the deadline. An answer
 // from another server means some other process holds the port; versitygw
 // then exits for want of it.
-func waitReady(ctx context.Context, endpoint string, p *process) error {
+func waitReady(ctx context.Context, endpoint string, p *testenv.Process) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, readyTimeout)
@@ -174,9 +170,9 @@ func waitReady(ctx context.Context, endpoint string, p *process) error {
 			}
 		}
 		select {
-		case <-p.done:
-			if p.err != nil {
-				return fmt.Errorf("%w: %w", errExited, p.err)
+		case <-p.Done():
+			if err := p.Err(); err != nil {
+				return fmt.Errorf("%w: %w", errExited, err)
 			}
 			return errExited
 		case <-ctx.Done():
@@ -201,67 +197,4 @@ func randomString(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // never fails
 	return hex.EncodeToString(b)
-}
-
-// process is a program in its own process group, killed by the kernel if
-// the thread that started it dies (Pdeathsig).
-type process struct {
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	err     error // valid once done is closed
-}
-
-// startProcess starts bin with args and extra environment, appending its
-// output to logPath.
-func startProcess(logPath, bin string, env []string, args ...string) (*process, error) {
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting versitygw: %w", err)
-	}
-	p := &process{cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		logFile.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// stop sends SIGTERM to the process group, then SIGKILL after stopGrace,
-// and waits for the process to end.
-func (p *process) stop() {
-	pgid := -p.cmd.Process.Pid
-	_ = syscall.Kill(pgid, syscall.SIGTERM)
-	t := time.NewTimer(stopGrace)
-	defer t.Stop()
-	select {
-	case <-p.done:
-	case <-t.C:
-		_ = syscall.Kill(pgid, syscall.SIGKILL)
-		<-p.done
-	}
-}
-
-// logTail returns about the last n bytes of the log, from a line start.
-func (p *process) logTail(n int) string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return ""
-	}
-	if len(b) > n {
-		b = b[len(b)-n:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return string(b)
 }

@@ -257,7 +257,7 @@ func (e *Env) Stop() {
 	e.procs = nil
 	e.mu.Unlock()
 	for i := len(procs) - 1; i >= 0; i-- {
-		procs[i].stop()
+		procs[i].Stop()
 	}
 	if e.tempDir && os.Getenv("KUBEGATE_KEEP_TESTENV") == "" {
 		_ = os.RemoveAll(e.Dir)
@@ -270,7 +270,7 @@ func (e *Env) logTails() string {
 	defer e.mu.Unlock()
 	var s string
 	for _, p := range e.procs {
-		if t := p.logTail(2000); t != "" {
+		if t := p.LogTail(2000); t != "" {
 			s += "\n--- " + p.name + " log (tail) ---\n" + t
 		}
 	}
