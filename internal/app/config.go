@@ -148,6 +148,10 @@ type TLSConfig struct {
 type AdminConfig struct {
 	// Listen is the admin address. Empty means 127.0.0.1:9443.
 	Listen string `json:"listen"`
+	// Pprof serves Go's profiles under /debug/pprof/ on the admin
+	// listener (never on the gateway's). False, the default, leaves them
+	// off.
+	Pprof bool `json:"pprof"`
 }
 
 // UpstreamConfig names kubegate's own credential for the apiserver.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -45,6 +46,7 @@ type Node struct {
 	raft    *raftnode.Node
 	hooks   []*notify.Webhook
 	drain   time.Duration
+	pprof   bool
 }
 
 // New builds a node from cfg and binds its listeners, so that Addr and
@@ -127,7 +129,7 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n = &Node{log: log, gw: gw, front: front, sink: sink, raft: rn, hooks: hooks, drain: time.Duration(cfg.DrainTimeout)}
+	n = &Node{log: log, gw: gw, front: front, sink: sink, raft: rn, hooks: hooks, drain: time.Duration(cfg.DrainTimeout), pprof: cfg.Admin.Pprof}
 	n.admin = &http.Server{Handler: n.adminHandler(reg), ReadHeaderTimeout: 10 * time.Second}
 	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
@@ -192,6 +194,13 @@ func (n *Node) adminHandler(reg *prometheus.Registry) http.Handler {
 	mux.Handle("GET /cluster", members)
 	mux.Handle("POST /cluster/members", members)
 	mux.Handle("DELETE /cluster/members/{id}", members)
+	if n.pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
