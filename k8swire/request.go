@@ -150,10 +150,10 @@ func streamParams(r *http.Request, sub string) (*Stream, error) {
 	q := r.URL.Query()
 	s := &Stream{
 		Container: q.Get("container"),
-		Stdin:     boolParam(q.Get("stdin")),
-		Stdout:    boolParam(q.Get("stdout")),
-		Stderr:    boolParam(q.Get("stderr")),
-		TTY:       boolParam(q.Get("tty")),
+		Stdin:     boolParam(q["stdin"]),
+		Stdout:    boolParam(q["stdout"]),
+		Stderr:    boolParam(q["stderr"]),
+		TTY:       boolParam(q["tty"]),
 	}
 	switch sub {
 	case "exec":
@@ -173,8 +173,13 @@ func streamParams(r *http.Request, sub string) (*Stream, error) {
 }
 
 // boolParam parses a query flag the way the apiserver's parameter codec
-// does for exec options.
-func boolParam(v string) bool {
-	b, err := strconv.ParseBool(v)
-	return err == nil && b
+// does for exec options (runtime.Convert_Slice_string_To_bool): only an
+// absent flag, "0" or "false" (any case) is false; any other first value,
+// even "" or "yes", is true. A stricter parse would let policy see tty=yes
+// as false while the apiserver allocates a TTY.
+func boolParam(vs []string) bool {
+	if len(vs) == 0 {
+		return false
+	}
+	return vs[0] != "0" && !strings.EqualFold(vs[0], "false")
 }
