@@ -36,7 +36,7 @@ func (g *Gateway) newProxy() *httputil.ReverseProxy {
 			}
 		},
 		ModifyResponse: g.maskResponse,
-		Transport:      g.cfg.Transport,
+		Transport:      retryTransport{g.cfg.Transport},
 		FlushInterval:  -1, // watches and logs -f flush every write
 		ErrorLog:       nil,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
