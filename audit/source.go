@@ -216,3 +216,41 @@ func readLines(ctx context.Context, name string, r io.Reader, yield func(Line, e
 		}
 	}
 }
+
+// Sources reads several sources as one, in order: a node's local log and
+// the object store it streams to, say. An event both hold is read twice;
+// VerifyChain and Search keep identical copies once, and VerifyChain
+// reports copies that differ. A recording is opened from the first source
+// that has it.
+type Sources []Source
+
+var _ Source = Sources(nil)
+
+// Lines implements Source.
+func (s Sources) Lines(ctx context.Context) iter.Seq2[Line, error] {
+	return func(yield func(Line, error) bool) {
+		for _, src := range s {
+			for l, err := range src.Lines(ctx) {
+				if !yield(l, err) || err != nil {
+					return
+				}
+			}
+		}
+	}
+}
+
+// OpenRecording implements Source.
+func (s Sources) OpenRecording(ctx context.Context, path string) (io.ReadCloser, error) {
+	err := fmt.Errorf("%s: %w", path, ErrRecordingNotFound)
+	for _, src := range s {
+		rc, oerr := src.OpenRecording(ctx, path)
+		if oerr == nil {
+			return rc, nil
+		}
+		if !errors.Is(oerr, ErrRecordingNotFound) {
+			return nil, oerr
+		}
+		err = oerr
+	}
+	return nil, err
+}

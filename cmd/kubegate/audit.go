@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -19,8 +20,8 @@ import (
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 )
 
-const auditUsage = `usage: kubegate audit verify [--from DIR|FILE|s3://BUCKET/PREFIX] [--recordings DIR] [-o json]
-       kubegate audit search [--from DIR|FILE|s3://BUCKET/PREFIX] [--user U] [--verb V] [--resource R]
+const auditUsage = `usage: kubegate audit verify [--from DIR|FILE|s3://BUCKET/PREFIX]... [--recordings DIR] [-o json]
+       kubegate audit search [--from DIR|FILE|s3://BUCKET/PREFIX]... [--user U] [--verb V] [--resource R]
                              [--namespace N] [--since T] [--until T] [-o json]
 
 verify checks every node's chain of audit events (kubegate.dev/audit-id, kubegate.dev/audit-prev)
@@ -40,7 +41,9 @@ rotated files, oldest first; a file with its rotated files. An s3:// URL reads w
 stored there; --s3-endpoint, --s3-region, --s3-path-style and --s3-ca-file say how to reach it, and
 the credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (else the AWS SDK's default
 chain). Recordings are read where the events say, or with --recordings DIR from DIR/<date>/<file>
-(a copy of a node's recordings directory); from an S3 store, under recordings/<date>/.
+(a copy of a node's recordings directory); from an S3 store, under recordings/<date>/. --from
+may be repeated to read several stores as one: verify then also reports an event whose copies
+differ (a local log against its bucket, say), and search shows each event once.
 `
 
 // errVerifyFailed is verify finding something wrong; the report says what.
@@ -115,12 +118,16 @@ func auditCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // auditFrom is where the audit commands read events from.
 type auditFrom struct {
-	from, recordings, config string
-	s3                       audit.S3Config
+	from               []string
+	recordings, config string
+	s3                 audit.S3Config
 }
 
 func (a *auditFrom) register(fs *flag.FlagSet) {
-	fs.StringVar(&a.from, "from", "", "read events from this audit `DIR, FILE or s3://BUCKET/PREFIX` (default: the configuration's audit file)")
+	fs.Func("from", "read events from this audit `DIR, FILE or s3://BUCKET/PREFIX`; repeat it to read several as one, e.g. a node's log and its bucket (default: the configuration's audit file)", func(v string) error {
+		a.from = append(a.from, v)
+		return nil
+	})
 	fs.StringVar(&a.config, "config", "", "kubegate configuration `file` naming the audit file (default $KUBEGATE_CONFIG)")
 	fs.StringVar(&a.recordings, "recordings", "", "read recordings from this `directory` (DIR/<date>/<file>) instead of where the events say")
 	fs.StringVar(&a.s3.Endpoint, "s3-endpoint", "", "`URL` of an S3-compatible server (default: AWS)")
@@ -129,10 +136,10 @@ func (a *auditFrom) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.s3.CAFile, "s3-ca-file", "", "PEM `file` of CAs trusted for the S3 endpoint, besides the system's")
 }
 
-// source opens the source the flags name, and describes it.
+// source opens the sources the flags name, as one, and describes them.
 func (a *auditFrom) source(ctx context.Context) (audit.Source, string, error) {
-	from := a.from
-	if from == "" {
+	froms := a.from
+	if len(froms) == 0 {
 		paths := auditPaths{config: a.config}
 		file, err := paths.find("", "KUBEGATE_AUDIT_FILE", func(c *app.Config) string { return c.Audit.File.Path })
 		if err != nil {
@@ -141,8 +148,28 @@ func (a *auditFrom) source(ctx context.Context) (audit.Source, string, error) {
 		if file == "" {
 			return nil, "", errors.New("no events to read: pass --from or --config, or set KUBEGATE_CONFIG or KUBEGATE_AUDIT_FILE")
 		}
-		from = file
+		froms = []string{file}
 	}
+	if a.recordings != "" && !slices.ContainsFunc(froms, func(f string) bool { return !strings.HasPrefix(f, "s3://") }) {
+		return nil, "", errors.New("--recordings reads local recordings; with an s3:// source they are read from the store")
+	}
+	var srcs audit.Sources
+	var descs []string
+	for _, from := range froms {
+		src, desc, err := a.one(ctx, from)
+		if err != nil {
+			return nil, "", err
+		}
+		srcs, descs = append(srcs, src), append(descs, desc)
+	}
+	if len(srcs) == 1 {
+		return srcs[0], descs[0], nil
+	}
+	return srcs, strings.Join(descs, " + "), nil
+}
+
+// one opens one source: a local directory or file, or an s3:// store.
+func (a *auditFrom) one(ctx context.Context, from string) (audit.Source, string, error) {
 	if !strings.HasPrefix(from, "s3://") {
 		src, err := audit.NewFileSource(from, a.recordings)
 		if err != nil {
@@ -154,9 +181,6 @@ func (a *auditFrom) source(ctx context.Context) (audit.Source, string, error) {
 			desc += fmt.Sprintf(" and %s before it", plural(n, "rotated file"))
 		}
 		return src, desc, nil
-	}
-	if a.recordings != "" {
-		return nil, "", errors.New("--recordings reads local recordings; with an s3:// source they are read from the store")
 	}
 	cfg := a.s3
 	var err error

@@ -418,3 +418,52 @@ func TestAuditS3(t *testing.T) {
 	}
 	noSecret(out + errOut + err.Error())
 }
+
+// TestAuditVerifyTwoCopies: read as one, two copies of a log verify with
+// every event once; a change to the last event, which no later event's
+// hash covers, shows as a conflict between the copies.
+func TestAuditVerifyTwoCopies(t *testing.T) {
+	a := writeAuditNode(t)
+	copyDir := t.TempDir()
+	b, err := os.ReadFile(filepath.Join(a.dir, "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fixture may rotate; copy every file.
+	files, err := audit.AuditFiles(filepath.Join(a.dir, "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if b, err = os.ReadFile(f); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(copyDir, filepath.Base(f)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errOut, err := runAuditCmd(t, "verify", "--from", a.dir, "--from", copyDir)
+	if err != nil || !strings.Contains(out, "verified: 8 events of 1 node") || !strings.Contains(out, "8 duplicates dropped") {
+		t.Fatalf("two clean copies: %v\n%s%s", err, out, errOut)
+	}
+	last := a.lines[7]
+	copied := filepath.Join(copyDir, filepath.Base(last.file))
+	b, err = os.ReadFile(copied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := bytes.Replace(last.bytes, []byte(`"stage":"ResponseComplete"`), []byte(`"stage":"ResponseStarted"`), 1)
+	if bytes.Equal(changed, last.bytes) {
+		t.Fatalf("the last event has no stage to change: %s", last.bytes)
+	}
+	if err := os.WriteFile(copied, bytes.Replace(b, last.bytes, changed, 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := runAuditCmd(t, "verify", "--from", copyDir); err != nil {
+		t.Fatalf("the copy alone should verify (nothing covers the last event): %v\n%s", err, out)
+	}
+	out, _, err = runAuditCmd(t, "verify", "--from", a.dir, "--from", copyDir)
+	if err == nil || !strings.Contains(out, "n1:8") || !strings.Contains(out, "conflict") {
+		t.Errorf("a changed last event in one copy: %v\n%s", err, out)
+	}
+}
