@@ -36,14 +36,7 @@ func startS3(t *testing.T) *s3test.Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	srv, err := s3test.Start(ctx, t.TempDir())
-	if errors.Is(err, s3test.ErrNotBuilt) {
-		t.Skipf("no S3 server to test against: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv := s3test.StartT(t, ctx)
 	if err := srv.CreateBucket(ctx, testBucket); err != nil {
 		t.Fatal(err)
 	}

@@ -39,19 +39,7 @@ func sinkLog(t *testing.T, dir string, n int) [][]byte {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	files, err := AuditFiles(filepath.Join(dir, "audit.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lines [][]byte
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, bytes.Split(bytes.TrimSuffix(b, []byte("\n")), []byte("\n"))...)
-	}
-	return lines
+	return logLines(t, filepath.Join(dir, "audit.log"))
 }
 
 func readAll(t *testing.T, src Source) []Line {

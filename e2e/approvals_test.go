@@ -4,13 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	jose "github.com/go-jose/go-jose/v4"
 )
 
 // TestApprovalReleasesHeldDelete: an agent's delete in prod blocks at the
@@ -214,21 +211,8 @@ func TestApprovalRefusesForgedApprovers(t *testing.T) {
 	del.wait(t, ctx)
 }
 
-// signJWT signs claims as a compact RS256 JWT.
+// signJWT signs claims as a compact RS256 JWT under the key id "forged".
 func signJWT(t *testing.T, key *rsa.PrivateKey, claims map[string]any) string {
 	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: "forged"}}, (&jose.SignerOptions{}).WithType("JWT"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := json.Marshal(claims)
-	obj, err := signer.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := obj.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return signRS256(t, key, "forged", claims)
 }

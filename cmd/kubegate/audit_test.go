@@ -343,14 +343,7 @@ func TestAuditSearch(t *testing.T) {
 func TestAuditS3(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	srv, err := s3test.Start(ctx, t.TempDir())
-	if errors.Is(err, s3test.ErrNotBuilt) {
-		t.Skipf("no S3 server to test against: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv := s3test.StartT(t, ctx)
 	const bucket = "kubegate-audit"
 	if err := srv.CreateBucket(ctx, bucket); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -197,4 +198,20 @@ func randomString(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // never fails
 	return hex.EncodeToString(b)
+}
+
+// StartT starts a server for the test t in a temporary directory, skips t
+// where versitygw is not built (with how to build it), fails it on any
+// other error, and stops the server when t ends.
+func StartT(t testing.TB, ctx context.Context) *Server {
+	t.Helper()
+	srv, err := Start(ctx, t.TempDir())
+	if errors.Is(err, ErrNotBuilt) {
+		t.Skipf("no S3 server to test against: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	return srv
 }

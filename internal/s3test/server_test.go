@@ -16,14 +16,7 @@ import (
 func TestServerRestartKeepsData(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srv, err := Start(ctx, t.TempDir())
-	if errors.Is(err, ErrNotBuilt) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv := StartT(t, ctx)
 
 	if err := srv.CreateBucket(ctx, "kubegate-test"); err != nil {
 		t.Fatal(err)
@@ -64,16 +57,9 @@ func TestServerRestartKeepsData(t *testing.T) {
 func TestWrongCredentialsRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv, err := Start(ctx, t.TempDir())
-	if errors.Is(err, ErrNotBuilt) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv := StartT(t, ctx)
 	other := &Server{Endpoint: srv.Endpoint, AccessKey: srv.AccessKey, SecretKey: "wrong" + srv.SecretKey}
-	err = other.CreateBucket(ctx, "kubegate-test")
+	err := other.CreateBucket(ctx, "kubegate-test")
 	if apiErr, ok := errors.AsType[smithy.APIError](err); !ok || apiErr.ErrorCode() != "SignatureDoesNotMatch" {
 		t.Fatalf("CreateBucket with a wrong secret: %v, want SignatureDoesNotMatch", err)
 	}
