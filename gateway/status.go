@@ -75,28 +75,26 @@ func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, me
 		st.Details = &metav1.StatusDetails{Name: req.Name, Group: req.APIGroup, Kind: req.Resource}
 	}
 	b, _ := json.Marshal(st)
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	if code == http.StatusUnauthorized {
-		h.Set("WWW-Authenticate", `Bearer realm="kubegate"`)
-	}
-	w.WriteHeader(code)
-	_, _ = w.Write(b)
+	writeRefusal(w, code, "application/json", b)
 }
 
 // writeTextStatus is writeStatus for client-go's discovery client, which
 // cannot decode a Status body (kubectl then prints "unknown") but shows a
 // text/plain body as it is.
 func writeTextStatus(w http.ResponseWriter, code int, message, requestID string) {
+	writeRefusal(w, code, "text/plain; charset=utf-8", fmt.Appendf(nil, "%s (kubegate request id %s)\n", message, requestID))
+}
+
+// writeRefusal writes a refusal's headers and body.
+func writeRefusal(w http.ResponseWriter, code int, contentType string, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Content-Type", contentType)
 	h.Set("X-Content-Type-Options", "nosniff")
 	if code == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="kubegate"`)
 	}
 	w.WriteHeader(code)
-	_, _ = fmt.Fprintf(w, "%s (kubegate request id %s)\n", message, requestID)
+	_, _ = w.Write(body)
 }
 
 // discoveryClient reports whether r comes from client-go's discovery
