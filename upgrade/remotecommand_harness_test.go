@@ -125,17 +125,24 @@ func (u *rcUpstream) close() {
 	u.srv.Close()
 }
 
+// rcUpstreamStreamTimeout is how long the fake apiserver waits for the
+// relay's upstream streams. A session the relay cancels while client-go
+// is still creating them (a Tap that fails on the first resize, which is
+// recorded as it arrives) leaves the fake waiting this long; kubegate's own
+// goroutines are gone at once. Kept well under the leak check's wait.
+const rcUpstreamStreamTimeout = 5 * time.Second
+
 func (u *rcUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	s := rcParseStreams(r.URL.Query())
 	opts := &serverremotecommand.Options{Stdin: s.stdin, Stdout: s.stdout, Stderr: s.stderr && !s.tty, TTY: s.tty}
 	w = &rcHijackWriter{ResponseWriter: w, conns: &u.conns}
 	if strings.HasSuffix(r.URL.Path, "/attach") {
 		serverremotecommand.ServeAttach(w, r, u, "toolbox", "", "main", opts, streamIdleTimeout,
-			streamCreationTimeout, serverremotecommand.SupportedStreamingProtocols)
+			rcUpstreamStreamTimeout, serverremotecommand.SupportedStreamingProtocols)
 		return
 	}
 	serverremotecommand.ServeExec(w, r, u, "toolbox", "", "main", r.URL.Query()["command"], opts, streamIdleTimeout,
-		streamCreationTimeout, serverremotecommand.SupportedStreamingProtocols)
+		rcUpstreamStreamTimeout, serverremotecommand.SupportedStreamingProtocols)
 }
 
 func (u *rcUpstream) ExecInContainer(ctx context.Context, _, _, _ string, cmd []string, in io.Reader, out, errOut io.WriteCloser, _ bool, resize <-chan serverremotecommand.TerminalSize, _ time.Duration) error {
