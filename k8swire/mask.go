@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -40,6 +41,9 @@ type Masker struct {
 	patterns      *patternSet
 	maxPatternLen int
 	maxWatchEvent int
+	// wirePlans caches the wire masker's plan per object type and
+	// request rules (wirePlanKey -> *wirePlan).
+	wirePlans sync.Map
 }
 
 // groupResource keys rules by API group and resource (or kind).

@@ -2,6 +2,7 @@ package k8swire
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -20,10 +21,22 @@ var (
 	microTimeType    = reflect.TypeFor[metav1.MicroTime]()
 )
 
-// maskProtobufBody decodes a Kubernetes protobuf body with the scheme,
+// maskProtobufBody masks a Kubernetes protobuf body: at the wire level
+// where it can (maskProtobufWire), else by decoding it
+// (maskProtobufTyped).
+func (m *Masker) maskProtobufBody(req *Request, reqRules []*maskRule, body []byte) ([]byte, bool, error) {
+	out, changed, err := m.maskProtobufWire(req, reqRules, body)
+	if errors.Is(err, errWireFallback) {
+		return m.maskProtobufTyped(req, reqRules, body)
+	}
+	return out, changed, err
+}
+
+// maskProtobufTyped decodes a Kubernetes protobuf body with the scheme,
 // masks the object and, if that changed it, encodes it again with the same
 // serializer. Fields the scheme's Go types lack are dropped when it does.
-func (m *Masker) maskProtobufBody(req *Request, reqRules []*maskRule, body []byte) ([]byte, bool, error) {
+// It is the reference the wire masker is tested against.
+func (m *Masker) maskProtobufTyped(req *Request, reqRules []*maskRule, body []byte) ([]byte, bool, error) {
 	obj, _, err := maskProtobuf.Decode(body, nil, nil)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: decoding protobuf: %w", ErrUnmaskable, err)
