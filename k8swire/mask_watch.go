@@ -187,20 +187,9 @@ func (m *Masker) watchProtobuf(req *Request, rules []*maskRule, r io.Reader, w i
 			}
 			return err
 		}
-		var ev metav1.WatchEvent
-		if err := ev.Unmarshal(payload); err != nil {
-			return fmt.Errorf("%w: decoding protobuf watch event: %w", ErrUnmaskable, err)
-		}
-		obj, changed, err := m.maskProtobufBody(req, rules, ev.Object.Raw)
+		frame, _, err := m.maskProtobufEvent(req, rules, payload)
 		if err != nil {
 			return err
-		}
-		frame := payload
-		if changed {
-			ev.Object.Raw = obj
-			if frame, err = ev.Marshal(); err != nil {
-				return fmt.Errorf("%w: encoding protobuf watch event: %w", ErrUnmaskable, err)
-			}
 		}
 		out = binary.BigEndian.AppendUint32(out[:0], uint32(len(frame)))
 		out = append(out, frame...)
@@ -209,4 +198,63 @@ func (m *Masker) watchProtobuf(req *Request, rules []*maskRule, r io.Reader, w i
 		}
 		flush()
 	}
+}
+
+// maskProtobufEvent masks the object of one protobuf metav1.WatchEvent.
+func (m *Masker) maskProtobufEvent(req *Request, rules []*maskRule, event []byte) ([]byte, bool, error) {
+	var ev metav1.WatchEvent
+	if err := ev.Unmarshal(event); err != nil {
+		return nil, false, fmt.Errorf("%w: decoding protobuf watch event: %w", ErrUnmaskable, err)
+	}
+	obj, changed, err := m.maskProtobufBody(req, rules, ev.Object.Raw)
+	if err != nil || !changed {
+		return event, false, err
+	}
+	ev.Object.Raw = obj
+	out, err := ev.Marshal()
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: encoding protobuf watch event: %w", ErrUnmaskable, err)
+	}
+	return out, true, nil
+}
+
+// MaskWatchEvent masks one whole watch event, as a WebSocket watch sends
+// each in a message of its own: JSON ({"type":..,"object":..}) or a
+// protobuf metav1.WatchEvent without the length prefix of an HTTP watch
+// stream, per contentType (the upgrade response's). It reports whether it
+// changed anything; errors wrap ErrUnmaskable and the event must not be
+// sent. Events over MaxWatchEvent are refused (ErrWatchEventTooLarge).
+func (m *Masker) MaskWatchEvent(req *Request, contentType string, event []byte) ([]byte, bool, error) {
+	rules := m.requestRules(req)
+	if len(rules) == 0 && m.patterns == nil {
+		return event, false, nil
+	}
+	if len(event) > m.maxWatchEvent {
+		return nil, false, m.tooLarge()
+	}
+	switch mt, _ := mediaType(contentType); {
+	case isJSONMediaType(mt):
+		return m.maskJSON(req, rules, event, true)
+	case mt == ContentTypeProtobuf:
+		return m.maskProtobufEvent(req, rules, event)
+	}
+	return nil, false, fmt.Errorf("%w: watch content type %q cannot be masked", ErrUnmaskable, contentType)
+}
+
+// MaxWatchEvent is the largest watch event, in bytes, the Masker reads
+// (MaskConfig.MaxWatchEvent); DefaultMaxWatchEvent for a nil Masker.
+func (m *Masker) MaxWatchEvent() int {
+	if m == nil {
+		return DefaultMaxWatchEvent
+	}
+	return m.maxWatchEvent
+}
+
+// CheckWatchEventType reports, wrapping ErrUnmaskable, a watch content
+// type whose events MaskWatchEvent cannot read.
+func CheckWatchEventType(contentType string) error {
+	if mt, _ := mediaType(contentType); isJSONMediaType(mt) || mt == ContentTypeProtobuf {
+		return nil
+	}
+	return fmt.Errorf("%w: watch content type %q cannot be masked", ErrUnmaskable, contentType)
 }
