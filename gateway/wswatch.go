@@ -38,15 +38,32 @@ func (g *Gateway) serveWatchWebSocket(w http.ResponseWriter, r *http.Request, x 
 	u.Path = r.URL.Path
 	u.RawQuery = r.URL.RawQuery
 	masking := x.mask == maskOn
-	up, resp, err := dialWebSocket(r.Context(), g.impersonating(x.principal), &u, r.Header.Get("Accept"), websocket.Subprotocols(r))
+	hdr := http.Header{}
+	if a := r.Header.Get("Accept"); a != "" {
+		hdr.Set("Accept", a)
+	}
+	// The apiserver's WebSocket handler (golang.org/x/net/websocket)
+	// refuses a handshake without an Origin with a bare 403; browsers send
+	// one, other clients (client-go) do not, so kubegate names its
+	// upstream then.
+	if o := r.Header.Get("Origin"); o != "" {
+		hdr.Set("Origin", o)
+	} else {
+		hdr.Set("Origin", (&url.URL{Scheme: u.Scheme, Host: u.Host}).String())
+	}
+	up, resp, err := dialWebSocket(r.Context(), g.impersonating(x.principal), &u, hdr, websocket.Subprotocols(r))
 	if err != nil {
 		if resp == nil {
 			return fmt.Errorf("%w: opening the watch: %w", ErrUpstream, err)
 		}
 		return g.passRefusal(w, x, resp, masking)
 	}
+	// golang.org/x/net/websocket writes its own 101 without the
+	// Content-Type the apiserver set; then the frame type tells: JSON
+	// events are text, protobuf (and CBOR, which cannot be masked and
+	// fails to decode as protobuf) are binary.
 	ct := resp.Header.Get("Content-Type")
-	if masking {
+	if masking && ct != "" {
 		if err := k8swire.CheckWatchEventType(ct); err != nil {
 			up.Close()
 			x.maskErr = err
@@ -64,11 +81,11 @@ func (g *Gateway) serveWatchWebSocket(w http.ResponseWriter, r *http.Request, x 
 	if p := up.Subprotocol(); p != "" {
 		upgrader.Subprotocols = []string{p}
 	}
-	hdr := http.Header{}
+	reply := http.Header{}
 	if ct != "" {
-		hdr.Set("Content-Type", ct)
+		reply.Set("Content-Type", ct)
 	}
-	client, err := upgrader.Upgrade(w, r, hdr)
+	client, err := upgrader.Upgrade(w, r, reply)
 	if err != nil {
 		up.Close()
 		return nil // the upgrader answered the client
@@ -115,7 +132,14 @@ func (g *Gateway) relayWatchWebSocket(x *exchange, client, up *websocket.Conn, c
 			break
 		}
 		if masking && (mt == websocket.TextMessage || mt == websocket.BinaryMessage) {
-			out, changed, err := g.cfg.Masker.MaskWatchEvent(x.req, ct, msg)
+			typ := ct
+			if typ == "" {
+				typ = k8swire.ContentTypeProtobuf
+				if mt == websocket.TextMessage {
+					typ = "application/json"
+				}
+			}
+			out, changed, err := g.cfg.Masker.MaskWatchEvent(x.req, typ, msg)
 			if err != nil {
 				x.maskErr = err
 				g.cfg.Log.Warn("masking a WebSocket watch event failed; the watch is closed", "request_id", x.id, "err", err)
@@ -153,8 +177,12 @@ func (g *Gateway) passRefusal(w http.ResponseWriter, x *exchange, resp *http.Res
 	if err != nil {
 		return fmt.Errorf("%w: reading the refusal of the watch: %w", ErrUpstream, err)
 	}
+	// golang.org/x/net/websocket writes its own 101 without the
+	// Content-Type the apiserver set; then the frame type tells: JSON
+	// events are text, protobuf (and CBOR, which cannot be masked and
+	// fails to decode as protobuf) are binary.
 	ct := resp.Header.Get("Content-Type")
-	if masking {
+	if masking && ct != "" {
 		out, changed, err := g.cfg.Masker.MaskBody(x.req, ct, body)
 		if err != nil {
 			x.maskErr = err
@@ -172,10 +200,10 @@ func (g *Gateway) passRefusal(w http.ResponseWriter, x *exchange, resp *http.Res
 }
 
 // dialWebSocket opens a WebSocket to u as cfg says (TLS, credentials,
-// impersonation), offering the client's subprotocols, if any. On a refused
-// upgrade it returns the apiserver's response (with up to 1 KiB of its
-// body) along with the error.
-func dialWebSocket(ctx context.Context, cfg *rest.Config, u *url.URL, accept string, protocols []string) (*websocket.Conn, *http.Response, error) {
+// impersonation) with the headers hdr, offering the client's subprotocols,
+// if any. On a refused upgrade it returns the apiserver's response (with up
+// to 1 KiB of its body) along with the error.
+func dialWebSocket(ctx context.Context, cfg *rest.Config, u *url.URL, hdr http.Header, protocols []string) (*websocket.Conn, *http.Response, error) {
 	tc, err := cfg.TransportConfig()
 	if err != nil {
 		return nil, nil, err
@@ -193,9 +221,7 @@ func dialWebSocket(ctx context.Context, cfg *rest.Config, u *url.URL, accept str
 	if err != nil {
 		return nil, nil, err
 	}
-	if accept != "" {
-		req.Header.Set("Accept", accept)
-	}
+	req.Header = hdr
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
 		return nil, d.resp, err

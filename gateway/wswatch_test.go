@@ -43,7 +43,11 @@ func (u *wsWatchUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	u.impersonated <- r.Header.Get("Impersonate-User")
 	up := websocket.Upgrader{}
-	c, err := up.Upgrade(w, r, http.Header{"Content-Type": {u.contentType}})
+	hdr := http.Header{}
+	if u.contentType != "" {
+		hdr.Set("Content-Type", u.contentType)
+	}
+	c, err := up.Upgrade(w, r, hdr)
 	if err != nil {
 		return
 	}
@@ -142,9 +146,10 @@ func TestWebSocketWatchMasksEachMessage(t *testing.T) {
 	}
 }
 
-// TestWebSocketWatchProtobuf: binary protobuf events are masked too.
+// TestWebSocketWatchProtobuf: binary protobuf events are masked too, also
+// when the 101 has no Content-Type, as the apiserver's has not.
 func TestWebSocketWatchProtobuf(t *testing.T) {
-	up := &wsWatchUpstream{contentType: k8swire.ContentTypeProtobuf + ";stream=watch", msgType: websocket.BinaryMessage, events: make(chan []byte, 1), impersonated: make(chan string, 4)}
+	up := &wsWatchUpstream{contentType: "", msgType: websocket.BinaryMessage, events: make(chan []byte, 1), impersonated: make(chan string, 4)}
 	base, _ := newWSWatchGateway(t, up)
 	pb := protobuf.NewSerializer(scheme.Scheme, scheme.Scheme)
 	var obj bytes.Buffer
