@@ -55,6 +55,8 @@ func statusFor(err error) (int, metav1.StatusReason) {
 		return http.StatusNotImplemented, metav1.StatusReasonMethodNotAllowed
 	case errors.Is(err, ErrBodyTooLarge):
 		return http.StatusRequestEntityTooLarge, metav1.StatusReasonRequestEntityTooLarge
+	case errors.Is(err, ErrMasking): // withheld before an upgrade (WebSocket watches)
+		return http.StatusBadGateway, metav1.StatusReasonInternalError
 	case errors.Is(err, ErrAuditUnavailable), errors.Is(err, ErrUpstream):
 		return http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable
 	}

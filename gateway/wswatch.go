@@ -177,12 +177,8 @@ func (g *Gateway) passRefusal(w http.ResponseWriter, x *exchange, resp *http.Res
 	if err != nil {
 		return fmt.Errorf("%w: reading the refusal of the watch: %w", ErrUpstream, err)
 	}
-	// golang.org/x/net/websocket writes its own 101 without the
-	// Content-Type the apiserver set; then the frame type tells: JSON
-	// events are text, protobuf (and CBOR, which cannot be masked and
-	// fails to decode as protobuf) are binary.
 	ct := resp.Header.Get("Content-Type")
-	if masking && ct != "" {
+	if masking {
 		out, changed, err := g.cfg.Masker.MaskBody(x.req, ct, body)
 		if err != nil {
 			x.maskErr = err

@@ -35,6 +35,11 @@ type wsWatchUpstream struct {
 }
 
 func (u *wsWatchUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("bare") != "" {
+		w.WriteHeader(http.StatusForbidden) // Go sniffs text/plain
+		_, _ = io.WriteString(w, "forbidden: token "+plantedJWT)
+		return
+	}
 	if r.URL.Query().Get("watch") != "true" {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusForbidden)
@@ -207,5 +212,14 @@ func TestWebSocketWatchRefused(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusForbidden || bytes.Contains(body, []byte(plantedJWT)) || !bytes.Contains(body, []byte(k8swire.MaskMarker)) {
 		t.Errorf("refusal: %d %s", resp.StatusCode, body)
+	}
+	// A refusal whose body a rule cannot be applied to is withheld.
+	_, resp, err = dialWatch(t, base, "/api/v1/namespaces/dev/secrets?watch=1&bare=1", "alice")
+	if err == nil || resp == nil {
+		t.Fatalf("dial: %v", err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadGateway || bytes.Contains(body, []byte(plantedJWT)) {
+		t.Errorf("unmaskable refusal: %d %s", resp.StatusCode, body)
 	}
 }

@@ -217,7 +217,8 @@ func isJSONMediaType(mt string) bool {
 // req, and reports whether it changed anything. It reads JSON (objects,
 // lists, Status, as=Table with or without the rows' objects,
 // as=PartialObjectMetadata[List]), Kubernetes protobuf (re-encoded as
-// protobuf) and, for patterns only, text (logs). Field rules fail closed on
+// protobuf), YAML (masked as the JSON it converts to) and, for patterns
+// only, text (logs). Field rules fail closed on
 // any other content type; patterns alone let bodies they cannot read pass.
 //
 // A body that does not decode when anything applies is an error wrapping
@@ -238,6 +239,8 @@ func (m *Masker) MaskBody(req *Request, contentType string, body []byte) ([]byte
 		return m.maskJSON(req, rules, body, false)
 	case mt == ContentTypeProtobuf:
 		return m.maskProtobufBody(req, rules, body)
+	case mt == ContentTypeYAML:
+		return m.maskYAML(req, rules, body)
 	case strings.HasPrefix(mt, "text/") && len(rules) == 0:
 		out, changed := m.patterns.maskText(nil, body)
 		if !changed {

@@ -322,7 +322,7 @@ func TestMaskBodyFailsClosed(t *testing.T) {
 		{"JSON bad escape", "application/json", []byte(`{"data":{"a":"\x"}}`)},
 		{"JSON too deep", "application/json", []byte(strings.Repeat("[", maxJSONDepth+1) + strings.Repeat("]", maxJSONDepth+1))},
 		{"text with a field rule", "text/plain", []byte(testPassword)},
-		{"YAML", "application/yaml", []byte("kind: Secret\ndata:\n  a: aHVudGVyMg==\n")},
+		{"bad YAML", "application/yaml", []byte("kind: Secret\ndata: {a: aHVudGVyMg==\n")},
 		{"CBOR", "application/cbor", []byte{0xd9, 0xd9, 0xf7, 0xa0}},
 		{"no content type", "", []byte(`{}`)},
 		{"watch stream", "application/vnd.kubernetes.protobuf;stream=watch", pb},
