@@ -124,7 +124,7 @@ func listBytes(ctx context.Context, cfg *rest.Config, contentType string) (int64
 
 // BenchmarkMaskList lists 5,000 Secrets (about 5 MiB) directly, through
 // kubegate without masking, and through kubegate masking them, in JSON and
-// in protobuf, interleaved in rounds. It reports medians and the ratio of
+// in protobuf, interleaved in rounds (BENCH_ROUNDS). It reports medians and the ratio of
 // masked to unmasked throughput (target ≥ 0.5).
 func BenchmarkMaskList(b *testing.B) {
 	t := maskBench(b)
@@ -138,7 +138,7 @@ func BenchmarkMaskList(b *testing.B) {
 			times := make([][]time.Duration, len(targets))
 			var size int64
 			for range b.N {
-				for round := 0; round < 5; round++ {
+				for range *rounds {
 					for i, tg := range targets {
 						start := time.Now()
 						n, err := listBytes(ctx, tg.cfg, ct.accept)
