@@ -329,6 +329,13 @@ func (w *wireWalk) message(dst, src []byte, s *wireSchema, rn *wireRules, full b
 		last = fend
 		changed = true
 	}
+	if rn != nil {
+		for _, n := range rn.needs {
+			if !seen.has(n) {
+				return nil, false, errWireFallback // a rule's path through a value the typed path fills in
+			}
+		}
+	}
 	if full {
 		for _, n := range s.required {
 			if !seen.has(n) {

@@ -17,6 +17,10 @@ type wireRules struct {
 	// nameRE: a leaf rule of this message has a namePattern, so the walk
 	// reads the message's "name" first.
 	nameRE bool
+	// needs are the fields with rules that the typed path would fill in
+	// when absent (non-omitempty strings and structs): their absence
+	// sends the body to the typed path.
+	needs []protowire.Number
 }
 
 // wireRuleEdge is what the rules do at one field (or one map key).
@@ -224,6 +228,9 @@ func addWirePath(e *wireRuleEdge, t reflect.Type, segs []pathSeg, r *maskRule) b
 		}
 		if len(segs) == 1 && r.keyRE != nil && f.isMap && f.kind == wkMessage {
 			return false
+		}
+		if _, ok := e.next.fields[f.num]; !ok && !f.repeated && !f.isMap && !f.ptr && !f.omitEmpty && (f.kind == wkString || f.kind == wkMessage) {
+			e.next.needs = append(e.next.needs, f.num)
 		}
 		return addWirePath(e.next.edge(f.num), jf.typ, segs[1:], r)
 	case reflect.Map:
