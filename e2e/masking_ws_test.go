@@ -177,6 +177,9 @@ func dialWatchWebSocket(t *testing.T, ctx context.Context, kubeconfig, accept st
 	if err != nil {
 		t.Fatalf("WebSocket watch through kubegate: %v", err)
 	}
+	if d, ok := ctx.Deadline(); ok {
+		_ = conn.SetReadDeadline(d) // a missing event fails the test instead of hanging it
+	}
 	if conn.Subprotocol() != "kubegate.e2e.watch" {
 		t.Errorf("subprotocol %q", conn.Subprotocol())
 	}
