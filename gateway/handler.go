@@ -122,7 +122,7 @@ func (g *Gateway) serve(w *responseRecorder, r *http.Request, x *exchange) error
 	}
 	x.mask = g.maskStateFor(x)
 	if req.Upgrade != k8swire.NoUpgrade {
-		if req.Upgrade == k8swire.WebSocket && req.Verb == "watch" && req.Stream == nil {
+		if req.Upgrade == k8swire.WebSocket && req.Verb == "watch" && req.IsResourceRequest && req.Subresource == "" && req.Stream == nil {
 			return g.serveWatchWebSocket(w, r, x)
 		}
 		return g.serveStream(w, r, x)
