@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -40,6 +41,8 @@ type Masker struct {
 	patterns      *patternSet
 	maxPatternLen int
 	maxWatchEvent int
+	// plain caches plainType by kind.
+	plain sync.Map // schema.GroupVersionKind -> bool
 }
 
 // groupResource keys rules by API group and resource (or kind).

@@ -24,6 +24,9 @@ var (
 // masks the object and, if that changed it, encodes it again with the same
 // serializer. Fields the scheme's Go types lack are dropped when it does.
 func (m *Masker) maskProtobufBody(req *Request, reqRules []*maskRule, body []byte) ([]byte, bool, error) {
+	if m.protobufUntouched(reqRules, body) {
+		return body, false, nil
+	}
 	obj, _, err := maskProtobuf.Decode(body, nil, nil)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: decoding protobuf: %w", ErrUnmaskable, err)
