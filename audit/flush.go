@@ -53,7 +53,7 @@ func (r *Recording) timedFlush() {
 	r.pendingHeader()
 	for _, l := range []*lineFile{r.cast, r.stderr, r.raw} {
 		if l != nil {
-			if err := l.w.Flush(); err != nil {
+			if err := l.release(); err != nil {
 				r.fail(fmt.Errorf("flushing %s: %w", l.path, err))
 				return
 			}
@@ -63,12 +63,12 @@ func (r *Recording) timedFlush() {
 
 // buffered returns how many bytes wait in the buffers.
 func (r *Recording) buffered() int {
-	n := r.cast.w.Buffered()
+	n := r.cast.buffered()
 	if r.stderr != nil {
-		n += r.stderr.w.Buffered()
+		n += r.stderr.buffered()
 	}
 	if r.raw != nil {
-		n += r.raw.w.Buffered()
+		n += r.raw.buffered()
 	}
 	return n
 }

@@ -93,7 +93,7 @@ func TestRecordingCrash(t *testing.T) {
 	}
 
 	// A write that fails part way leaves the file as a crash would.
-	r.cast.w.Reset(&cutWriter{w: r.cast.f, budget: bufferSize + 100})
+	r.cast.dst = &cutWriter{w: r.cast.f, budget: bufferSize + 100} // the next borrowed buffer writes here
 	if err := r.Output(bytes.Repeat([]byte("z"), 3*bufferSize)); !errors.Is(err, errDiskFull) {
 		t.Fatalf("Output: %v, want the write error", err)
 	}
@@ -180,5 +180,27 @@ func TestRecordingHeldHeaderReachesDisk(t *testing.T) {
 	ft.fire()
 	if c, err := castOnDisk(t, r); err != nil || c.Header.Version != 2 {
 		t.Fatalf("after the flush: %+v, %v; want a valid header", c, err)
+	}
+}
+
+// TestRecordingReleasesBufferWhenIdle checks that a timed flush gives the
+// buffers back, so an idle session holds none, and that the next event
+// borrows one again.
+func TestRecordingReleasesBufferWhenIdle(t *testing.T) {
+	r, ft := record(t, RecordingConfig{})
+	defer r.Close()
+	r.Output([]byte("first\n"))
+	if r.cast.w == nil {
+		t.Fatal("an event waits, but no buffer holds it")
+	}
+	ft.fire()
+	if r.cast.w != nil {
+		t.Fatal("the timed flush kept the buffer")
+	}
+	r.Output([]byte("second\n"))
+	ft.fire()
+	c, err := castOnDisk(t, r)
+	if err != nil || c.Output() != "first\nsecond\n" {
+		t.Fatalf("on disk: %q, %v", c.Output(), err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -28,12 +29,65 @@ func createFile(path string) (recordFile, error) {
 	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 }
 
-// lineFile is one buffered file of JSON lines.
+// lineFile is one buffered file of JSON lines. Its buffer is borrowed
+// from a pool while bytes wait in it, and given back when a timed flush
+// empties it: an idle session holds none (an idle attach session held
+// 64 KiB for its .cast alone).
 type lineFile struct {
 	path string
 	f    recordFile
-	w    *bufio.Writer
-	sum  hash.Hash // SHA-256 of what reached f; nil when not wanted
+	dst  io.Writer     // f, or f and sum
+	size int           // the buffer's size
+	w    *bufio.Writer // nil while nothing is buffered after a release
+	sum  hash.Hash     // SHA-256 of what reached f; nil when not wanted
+}
+
+// writerPools hold idle bufio.Writers, one pool per buffer size.
+var writerPools sync.Map // int -> *sync.Pool
+
+func writerPool(size int) *sync.Pool {
+	if p, ok := writerPools.Load(size); ok {
+		return p.(*sync.Pool)
+	}
+	p, _ := writerPools.LoadOrStore(size, &sync.Pool{New: func() any { return bufio.NewWriterSize(nil, size) }})
+	return p.(*sync.Pool)
+}
+
+// buf is the file's buffered writer, borrowed from the pool if it has
+// none.
+func (l *lineFile) buf() *bufio.Writer {
+	if l.w == nil {
+		l.w = writerPool(l.size).Get().(*bufio.Writer)
+		l.w.Reset(l.dst)
+	}
+	return l.w
+}
+
+// buffered is how many bytes wait in the buffer.
+func (l *lineFile) buffered() int {
+	if l.w == nil {
+		return 0
+	}
+	return l.w.Buffered()
+}
+
+// flush writes what is buffered to the file.
+func (l *lineFile) flush() error {
+	if l.w == nil {
+		return nil
+	}
+	return l.w.Flush()
+}
+
+// release flushes and gives the buffer back to the pool.
+func (l *lineFile) release() error {
+	if err := l.flush(); err != nil || l.w == nil {
+		return err
+	}
+	l.w.Reset(nil)
+	writerPool(l.size).Put(l.w)
+	l.w = nil
+	return nil
 }
 
 func openLineFile(create func(string) (recordFile, error), path string, size int, hashed bool) (*lineFile, error) {
@@ -41,13 +95,11 @@ func openLineFile(create func(string) (recordFile, error), path string, size int
 	if err != nil {
 		return nil, err
 	}
-	l := &lineFile{path: path, f: f}
-	var dst io.Writer = f
+	l := &lineFile{path: path, f: f, dst: f, size: size}
 	if hashed {
 		l.sum = sha256.New()
-		dst = hashingWriter{f, l.sum}
+		l.dst = hashingWriter{f, l.sum}
 	}
-	l.w = bufio.NewWriterSize(dst, size)
 	return l, nil
 }
 
@@ -59,7 +111,7 @@ func (l *lineFile) hexSum() string {
 // close flushes, syncs and closes the file, and returns the first error.
 // It closes the file whatever happens before.
 func (l *lineFile) close() error {
-	err := l.w.Flush()
+	err := l.release()
 	if err == nil {
 		err = l.f.Sync()
 	}
@@ -68,7 +120,7 @@ func (l *lineFile) close() error {
 
 // reserve makes room for n bytes in the buffer, flushing it if needed.
 func (l *lineFile) reserve(n int) error {
-	if l.w.Available() < n {
+	if l.buf().Available() < n {
 		return l.w.Flush()
 	}
 	return nil
@@ -79,7 +131,7 @@ func (l *lineFile) writeStderrLine(d time.Duration, p []byte) error {
 	if err := l.reserve(32); err != nil {
 		return err
 	}
-	buf := append(l.w.AvailableBuffer(), '[')
+	buf := append(l.buf().AvailableBuffer(), '[')
 	buf = appendSeconds(buf, d)
 	buf = append(buf, ", \""...)
 	if _, err := l.w.Write(buf); err != nil {
@@ -94,7 +146,7 @@ func (l *lineFile) writeRawLine(index int, d time.Duration, code string, parts .
 	if err := l.reserve(64); err != nil {
 		return err
 	}
-	buf := append(l.w.AvailableBuffer(), '[')
+	buf := append(l.buf().AvailableBuffer(), '[')
 	buf = strconv.AppendInt(buf, int64(index), 10)
 	buf = append(buf, ", "...)
 	buf = appendTimeCode(buf, d, code)
@@ -107,7 +159,7 @@ func (l *lineFile) writeRawLine(index int, d time.Duration, code string, parts .
 // writeBase64Tail writes base64 of the concatenated parts, then closes the
 // JSON string, the array and the line.
 func (l *lineFile) writeBase64Tail(parts ...[]byte) error {
-	enc := base64.NewEncoder(base64.StdEncoding, l.w)
+	enc := base64.NewEncoder(base64.StdEncoding, l.buf())
 	for _, p := range parts {
 		if _, err := enc.Write(p); err != nil {
 			return err

@@ -192,7 +192,7 @@ func newRecording(cfg RecordingConfig, create func(string) (recordFile, error), 
 		cast.close()
 		return nil, fmt.Errorf("audit recording %s: writing header: %w", cfg.SessionID, err)
 	}
-	if err := r.cast.w.Flush(); err != nil {
+	if err := r.cast.release(); err != nil {
 		cast.close()
 		return nil, fmt.Errorf("audit recording %s: writing header: %w", cfg.SessionID, err)
 	}
@@ -243,7 +243,7 @@ func (r *Recording) writeHeader() error {
 	if err != nil {
 		return err
 	}
-	_, err = r.cast.w.Write(line)
+	_, err = r.cast.buf().Write(line)
 	return err
 }
 
@@ -359,18 +359,19 @@ func (r *Recording) writeEvent(d time.Duration, code string, head, body []byte) 
 	if err := w.reserve(64); err != nil {
 		return err
 	}
-	if _, err := w.w.Write(appendEventPrefix(w.w.AvailableBuffer(), d, code)); err != nil {
+	bw := w.buf()
+	if _, err := bw.Write(appendEventPrefix(bw.AvailableBuffer(), d, code)); err != nil {
 		return err
 	}
-	invHead, err := writeText(w.w, head)
+	invHead, err := writeText(bw, head)
 	if err != nil {
 		return err
 	}
-	invBody, err := writeText(w.w, body)
+	invBody, err := writeText(bw, body)
 	if err != nil {
 		return err
 	}
-	if _, err := w.w.WriteString(eventSuffix); err != nil {
+	if _, err := bw.WriteString(eventSuffix); err != nil {
 		return err
 	}
 	index := r.events

@@ -63,16 +63,19 @@ const (
 // Annotation keys describing a relayed exec, attach or port-forward session.
 const (
 	AnnotationSessionProtocol = "kubegate.dev/session-protocol"
-	AnnotationSessionExitCode = "kubegate.dev/session-exit-code"
-	AnnotationSessionError    = "kubegate.dev/session-error"
-	AnnotationSessionBytesIn  = "kubegate.dev/session-bytes-stdin"
-	AnnotationSessionBytesOut = "kubegate.dev/session-bytes-stdout"
-	AnnotationSessionBytesErr = "kubegate.dev/session-bytes-stderr"
-	AnnotationSessionDuration = "kubegate.dev/session-duration"
-	AnnotationRecording       = "kubegate.dev/recording"
-	AnnotationRecordingSHA256 = "kubegate.dev/recording-sha256"
-	AnnotationRecordingStderr = "kubegate.dev/recording-stderr"
-	AnnotationRecordingError  = "kubegate.dev/recording-error"
+	// AnnotationSessionUpstreamProtocol is the protocol kubegate spoke to
+	// the apiserver for the session.
+	AnnotationSessionUpstreamProtocol = "kubegate.dev/session-upstream-protocol"
+	AnnotationSessionExitCode         = "kubegate.dev/session-exit-code"
+	AnnotationSessionError            = "kubegate.dev/session-error"
+	AnnotationSessionBytesIn          = "kubegate.dev/session-bytes-stdin"
+	AnnotationSessionBytesOut         = "kubegate.dev/session-bytes-stdout"
+	AnnotationSessionBytesErr         = "kubegate.dev/session-bytes-stderr"
+	AnnotationSessionDuration         = "kubegate.dev/session-duration"
+	AnnotationRecording               = "kubegate.dev/recording"
+	AnnotationRecordingSHA256         = "kubegate.dev/recording-sha256"
+	AnnotationRecordingStderr         = "kubegate.dev/recording-stderr"
+	AnnotationRecordingError          = "kubegate.dev/recording-error"
 	// AnnotationRecordingFailurePolicy is set when a rule lets the session
 	// go on unrecorded should recording fail.
 	AnnotationRecordingFailurePolicy = "kubegate.dev/recording-failure-policy"

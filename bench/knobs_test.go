@@ -30,6 +30,8 @@ var (
 		"concurrent idle attach sessions of the idle streams figure (each costs kubegate 3 file descriptors)")
 	idleRounds = intKnob("idle-rounds", "BENCH_IDLE_ROUNDS", 3,
 		"rounds of the idle streams figure")
+	pprofOn = flag.Bool("pprof", os.Getenv("BENCH_PPROF") != "",
+		"serve Go's profiles on the compared kubegate's admin listener (its URL is logged), to profile it during a run (env BENCH_PPROF)")
 )
 
 // intKnob defines a flag whose default is the environment variable env, if

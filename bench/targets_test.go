@@ -82,12 +82,15 @@ func startComparison(env *testenv.Env) (*compared, error) {
 		proxy.stop()
 		return nil, err
 	}
-	st, err := stack.Start(ctx, env, stack.Options{Dir: dir, Policy: benchPolicy, Binary: bin})
+	st, err := stack.Start(ctx, env, stack.Options{Dir: dir, Policy: benchPolicy, Binary: bin, Pprof: *pprofOn})
 	if err != nil {
 		proxy.stop()
 		return nil, err
 	}
 	c.gate = st
+	if *pprofOn {
+		fmt.Fprintf(os.Stderr, "kubegate profiles: %s/debug/pprof/\n", st.AdminURL)
+	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", st.Kubeconfigs["agent"])
 	if err != nil {
 		return nil, err

@@ -138,6 +138,11 @@ func TestGatewayRecordsSessions(t *testing.T) {
 			if ann["kubegate.dev/session-exit-code"] != "7" || ev.Verb != "create" || ann["kubegate.dev/decision"] != "allow" {
 				t.Errorf("exec event: verb %s annotations %v", ev.Verb, ann)
 			}
+			// Whatever the client spoke, kubegate speaks WebSocket v5 to the
+			// apiserver (SPDY only where that is refused).
+			if got := ann["kubegate.dev/session-upstream-protocol"]; got != "websocket v5.channel.k8s.io" {
+				t.Errorf("upstream protocol %q, want websocket v5.channel.k8s.io", got)
+			}
 			path := ann["kubegate.dev/recording"]
 			cast, err := os.ReadFile(path)
 			if err != nil {

@@ -212,6 +212,9 @@ func sessionAnnotations(s *session, ann map[string]string) {
 	if res.Protocol != "" {
 		ann[audit.AnnotationSessionProtocol] = res.Protocol
 	}
+	if res.UpstreamProtocol != "" {
+		ann[audit.AnnotationSessionUpstreamProtocol] = res.UpstreamProtocol
+	}
 	if res.ExitCode >= 0 {
 		ann[audit.AnnotationSessionExitCode] = strconv.Itoa(res.ExitCode)
 	}

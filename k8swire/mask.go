@@ -44,6 +44,8 @@ type Masker struct {
 	// wirePlans caches the wire masker's plan per object type and
 	// request rules (wirePlanKey -> *wirePlan).
 	wirePlans sync.Map
+	// plain caches plainType by kind.
+	plain sync.Map // schema.GroupVersionKind -> bool
 }
 
 // groupResource keys rules by API group and resource (or kind).

@@ -21,10 +21,13 @@ var (
 	microTimeType    = reflect.TypeFor[metav1.MicroTime]()
 )
 
-// maskProtobufBody masks a Kubernetes protobuf body: at the wire level
-// where it can (maskProtobufWire), else by decoding it
-// (maskProtobufTyped).
+// maskProtobufBody masks a Kubernetes protobuf body: not at all when
+// nothing can apply (protobufUntouched), at the wire level where it can
+// (maskProtobufWire), else by decoding it (maskProtobufTyped).
 func (m *Masker) maskProtobufBody(req *Request, reqRules []*maskRule, body []byte) ([]byte, bool, error) {
+	if m.protobufUntouched(reqRules, body) {
+		return body, false, nil
+	}
 	out, changed, err := m.maskProtobufWire(req, reqRules, body)
 	if errors.Is(err, errWireFallback) {
 		return m.maskProtobufTyped(req, reqRules, body)

@@ -42,47 +42,12 @@ type wireWalk struct {
 // maskProtobufWire masks a Kubernetes protobuf body at the wire level. It
 // returns errWireFallback when the typed path must do it.
 func (m *Masker) maskProtobufWire(req *Request, reqRules []*maskRule, body []byte) ([]byte, bool, error) {
-	if !bytes.HasPrefix(body, protobufMagic) {
+	e, ok := parseEnvelope(body)
+	if !ok {
 		return nil, false, errWireFallback
 	}
-	env := body[len(protobufMagic):]
-	// runtime.Unknown: typeMeta (1: apiVersion 1, kind 2), raw 2,
-	// contentEncoding 3, contentType 4.
-	var apiVersion, kind string
-	var raw []byte
-	rawStart, rawEnd := -1, -1
-	var seen uint64
-	for i := 0; i < len(env); {
-		num, typ, n := protowire.ConsumeTag(env[i:])
-		if n < 0 || typ != protowire.BytesType || num < 1 || num > 4 || seen&(1<<num) != 0 {
-			return nil, false, errWireFallback
-		}
-		seen |= 1 << num
-		start := i
-		i += n
-		v, n := protowire.ConsumeBytes(env[i:])
-		if n < 0 {
-			return nil, false, errWireFallback
-		}
-		i += n
-		switch num {
-		case 1:
-			var ok bool
-			if apiVersion, kind, ok = wireTypeMeta(v); !ok {
-				return nil, false, errWireFallback
-			}
-		case 2:
-			raw, rawStart, rawEnd = v, start, i
-		case 3:
-			if len(v) > 0 {
-				return nil, false, errWireFallback // encoded (gzip): the typed path decides
-			}
-		}
-	}
-	if rawStart < 0 {
-		return nil, false, errWireFallback
-	}
-	obj, err := maskScheme.New(schema.FromAPIVersionAndKind(apiVersion, kind))
+	env, raw, rawStart, rawEnd := body[len(protobufMagic):], e.raw, e.rawStart, e.rawEnd
+	obj, err := maskScheme.New(e.gvk)
 	if err != nil {
 		return nil, false, errWireFallback
 	}
@@ -108,6 +73,62 @@ func (m *Masker) maskProtobufWire(req *Request, reqRules []*maskRule, body []byt
 	out = wrapField(out, mark, 2)
 	out = append(out, env[rawEnd:]...)
 	return out, true, nil
+}
+
+// protoEnvelope is what the envelope of a Kubernetes protobuf body says.
+type protoEnvelope struct {
+	gvk schema.GroupVersionKind
+	// raw is the object's bytes; rawStart and rawEnd bound its whole
+	// field (tag and length included) in the body after the magic.
+	raw              []byte
+	rawStart, rawEnd int
+}
+
+// parseEnvelope reads the magic and the runtime.Unknown after it:
+// typeMeta (1: apiVersion 1, kind 2), raw 2, contentEncoding 3, contentType
+// 4. It fails on anything but a well-formed envelope, each field at most
+// once, holding raw bytes that are not encoded (gzip).
+func parseEnvelope(body []byte) (protoEnvelope, bool) {
+	var e protoEnvelope
+	if !bytes.HasPrefix(body, protobufMagic) {
+		return e, false
+	}
+	env := body[len(protobufMagic):]
+	var apiVersion, kind string
+	e.rawStart = -1
+	var seen uint64
+	for i := 0; i < len(env); {
+		num, typ, n := protowire.ConsumeTag(env[i:])
+		if n < 0 || typ != protowire.BytesType || num < 1 || num > 4 || seen&(1<<num) != 0 {
+			return e, false
+		}
+		seen |= 1 << num
+		start := i
+		i += n
+		v, n := protowire.ConsumeBytes(env[i:])
+		if n < 0 {
+			return e, false
+		}
+		i += n
+		switch num {
+		case 1:
+			var ok bool
+			if apiVersion, kind, ok = wireTypeMeta(v); !ok {
+				return e, false
+			}
+		case 2:
+			e.raw, e.rawStart, e.rawEnd = v, start, i
+		case 3:
+			if len(v) > 0 {
+				return e, false
+			}
+		}
+	}
+	if e.rawStart < 0 {
+		return e, false
+	}
+	e.gvk = schema.FromAPIVersionAndKind(apiVersion, kind)
+	return e, true
 }
 
 // wireTypeMeta reads a runtime.TypeMeta message.

@@ -62,6 +62,9 @@ type RemoteCommandResult struct {
 	// Protocol is the client-side protocol, e.g. "SPDY/3.1 v4.channel.k8s.io"
 	// or "websocket v5.channel.k8s.io".
 	Protocol string
+	// UpstreamProtocol is the protocol spoken to the apiserver, e.g.
+	// "websocket v5.channel.k8s.io"; empty if no upstream session started.
+	UpstreamProtocol string
 	// ExitCode is the process's exit code, or -1 when it is unknown (the
 	// session failed before or without an exit status).
 	ExitCode int
@@ -162,6 +165,7 @@ func (r *relay) run(ctx context.Context, in io.Reader, out, errOut io.Writer, tt
 	}
 	r.mu.Lock()
 	r.result.RecordingErr = taps.err()
+	r.result.UpstreamProtocol = upstream.protocol()
 	r.mu.Unlock()
 	return r.finish(err)
 }

@@ -48,71 +48,84 @@ func TestRemoteCommandBadInputHappyPaths(t *testing.T) {
 		{"SPDYExecTTY", false, rcExecPath, rcTTY, "SPDY/3.1", 3},
 		{"WebSocketExecTTY", true, rcExecPath, rcTTY, "websocket v5.channel.k8s.io", 3},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			baseline := rcGoroutines()
-			tap := &rcTap{}
-			h := newRCHarness(t, func(c *RemoteCommandConfig) {
-				if !strings.HasPrefix(c.URL.Query().Get("container"), "alive") {
-					c.Tap = tap
+		for _, up := range []struct {
+			name     string
+			spdyOnly bool
+			protocol string
+		}{
+			{"UpstreamWebSocket", false, "websocket v5.channel.k8s.io"},
+			{"UpstreamSPDY", true, "SPDY/3.1 v4.channel.k8s.io"},
+		} {
+			t.Run(tc.name+"/"+up.name, func(t *testing.T) {
+				baseline := rcGoroutines()
+				tap := &rcTap{}
+				h := newRCHarness(t, func(c *RemoteCommandConfig) {
+					if !strings.HasPrefix(c.URL.Query().Get("container"), "alive") {
+						c.Tap = tap
+					}
+				})
+				h.up.spdyOnly.Store(up.spdyOnly)
+				ctx, cancel := context.WithTimeout(t.Context(), rcTimeout)
+				defer cancel()
+
+				// Stdin stays open until the resize has reached the upstream,
+				// so the session cannot end before it.
+				stdinR, stdinW := io.Pipe()
+				var out, errOut rcBuffer
+				opts := clientremotecommand.StreamOptions{Stdin: stdinR, Stdout: &out, Tty: tc.streams.tty}
+				if !tc.streams.tty {
+					opts.Stderr = &errOut
+				} else {
+					opts.TerminalSizeQueue = &rcSizeQueue{sizes: []clientremotecommand.TerminalSize{{Width: 120, Height: 40}}}
 				}
+				done := make(chan error, 1)
+				go func() { done <- h.exec(ctx, tc.websocket, tc.path, tc.streams.query("s", "echo"), opts) }()
+				if _, err := io.WriteString(stdinW, "hello relay"); err != nil {
+					t.Fatal(err)
+				}
+				rcWaitFor(t, "stdout to be relayed", rcTimeout, func() bool { return out.String() == "hello relay" })
+				if tc.streams.tty {
+					rcWaitFor(t, "the resize to reach the upstream", rcTimeout, func() bool { return len(h.up.resizes()) == 1 })
+				}
+				_ = stdinW.Close()
+				err := <-done
+
+				if code := rcExitCode(err); code != tc.exitCode {
+					t.Fatalf("client error %v, want exit code %d", err, tc.exitCode)
+				}
+				wantErr := "err"
+				if tc.streams.tty {
+					wantErr = "" // no stderr with a tty
+				}
+				if got := errOut.String(); got != wantErr {
+					t.Errorf("stderr %q, want %q", got, wantErr)
+				}
+				res := h.wait(t, "s", rcTimeout)
+				if res.panicked != nil || res.Err != nil || res.ExitCode != tc.exitCode || res.RecordingErr != nil {
+					t.Errorf("result %+v, panic %v; want exit code %d, no error", res.RemoteCommandResult, res.panicked, tc.exitCode)
+				}
+				if !strings.HasPrefix(res.Protocol, tc.protocol) {
+					t.Errorf("protocol %q, want %q", res.Protocol, tc.protocol)
+				}
+				if res.Protocol == "SPDY/3.1" {
+					t.Errorf("RemoteCommandResult.Protocol is %q, without the negotiated version", res.Protocol)
+				}
+				if res.UpstreamProtocol != up.protocol {
+					t.Errorf("upstream protocol %q, want %q", res.UpstreamProtocol, up.protocol)
+				}
+				in, output, errs, sizes := tap.recorded()
+				if in != "hello relay" || output != "hello relay" || errs != wantErr {
+					t.Errorf("tap saw stdin %q, stdout %q, stderr %q", in, output, errs)
+				}
+				if tc.streams.tty && !slices.Equal(sizes, [][2]uint16{{120, 40}}) {
+					t.Errorf("tap saw resizes %v, want [[120 40]]", sizes)
+				}
+				if got := h.up.resizes(); tc.streams.tty && (len(got) != 1 || got[0] != (serverremotecommand.TerminalSize{Width: 120, Height: 40})) {
+					t.Errorf("upstream saw resizes %v", got)
+				}
+				h.finish(t, baseline)
 			})
-			ctx, cancel := context.WithTimeout(t.Context(), rcTimeout)
-			defer cancel()
-
-			// Stdin stays open until the resize has reached the upstream,
-			// so the session cannot end before it.
-			stdinR, stdinW := io.Pipe()
-			var out, errOut rcBuffer
-			opts := clientremotecommand.StreamOptions{Stdin: stdinR, Stdout: &out, Tty: tc.streams.tty}
-			if !tc.streams.tty {
-				opts.Stderr = &errOut
-			} else {
-				opts.TerminalSizeQueue = &rcSizeQueue{sizes: []clientremotecommand.TerminalSize{{Width: 120, Height: 40}}}
-			}
-			done := make(chan error, 1)
-			go func() { done <- h.exec(ctx, tc.websocket, tc.path, tc.streams.query("s", "echo"), opts) }()
-			if _, err := io.WriteString(stdinW, "hello relay"); err != nil {
-				t.Fatal(err)
-			}
-			rcWaitFor(t, "stdout to be relayed", rcTimeout, func() bool { return out.String() == "hello relay" })
-			if tc.streams.tty {
-				rcWaitFor(t, "the resize to reach the upstream", rcTimeout, func() bool { return len(h.up.resizes()) == 1 })
-			}
-			_ = stdinW.Close()
-			err := <-done
-
-			if code := rcExitCode(err); code != tc.exitCode {
-				t.Fatalf("client error %v, want exit code %d", err, tc.exitCode)
-			}
-			wantErr := "err"
-			if tc.streams.tty {
-				wantErr = "" // no stderr with a tty
-			}
-			if got := errOut.String(); got != wantErr {
-				t.Errorf("stderr %q, want %q", got, wantErr)
-			}
-			res := h.wait(t, "s", rcTimeout)
-			if res.panicked != nil || res.Err != nil || res.ExitCode != tc.exitCode || res.RecordingErr != nil {
-				t.Errorf("result %+v, panic %v; want exit code %d, no error", res.RemoteCommandResult, res.panicked, tc.exitCode)
-			}
-			if !strings.HasPrefix(res.Protocol, tc.protocol) {
-				t.Errorf("protocol %q, want %q", res.Protocol, tc.protocol)
-			}
-			if res.Protocol == "SPDY/3.1" {
-				t.Errorf("RemoteCommandResult.Protocol is %q, without the negotiated version", res.Protocol)
-			}
-			in, output, errs, sizes := tap.recorded()
-			if in != "hello relay" || output != "hello relay" || errs != wantErr {
-				t.Errorf("tap saw stdin %q, stdout %q, stderr %q", in, output, errs)
-			}
-			if tc.streams.tty && !slices.Equal(sizes, [][2]uint16{{120, 40}}) {
-				t.Errorf("tap saw resizes %v, want [[120 40]]", sizes)
-			}
-			if got := h.up.resizes(); tc.streams.tty && (len(got) != 1 || got[0] != (serverremotecommand.TerminalSize{Width: 120, Height: 40})) {
-				t.Errorf("upstream saw resizes %v", got)
-			}
-			h.finish(t, baseline)
-		})
+		}
 	}
 }
 

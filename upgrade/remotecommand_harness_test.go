@@ -24,9 +24,11 @@ import (
 	"time"
 
 	"github.com/moby/spdystream"
+	apiproxy "k8s.io/apiserver/pkg/util/proxy"
 	"k8s.io/client-go/rest"
 	clientremotecommand "k8s.io/client-go/tools/remotecommand"
 	serverremotecommand "k8s.io/cri-streaming/pkg/streaming/remotecommand"
+	"k8s.io/streaming/pkg/httpstream/wsstream"
 	utilexec "k8s.io/utils/exec"
 )
 
@@ -81,9 +83,11 @@ func rcParseStreams(q url.Values) rcStreams {
 var rcExit3 = utilexec.CodeExitError{Err: errors.New("exit status 3"), Code: 3}
 
 // rcUpstream is a fake apiserver: cri-streaming's exec and attach server as
-// a kubelet runs it (SPDY v1 to v4 and legacy WebSocket, no v5, so the
-// relay's upstream executor falls back from WebSocket to SPDY) over an
-// in-process executor. Its commands:
+// a kubelet runs it (SPDY v1 to v4 and legacy WebSocket) over an in-process
+// executor, and, as kube-apiserver 1.30+ does, v5 WebSocket requests
+// translated to SPDY by the apiserver's own StreamTranslatorHandler (unless
+// spdyOnly is set, so the relay's upstream executor falls back to SPDY).
+// Its commands:
 //
 //	echo   copies stdin to stdout until EOF, writes "err" to stderr, exits 3
 //	hello  writes "hello\n" to stdout and "err" to stderr, exits 3 ("hello 0": 0)
@@ -93,11 +97,13 @@ var rcExit3 = utilexec.CodeExitError{Err: errors.New("exit status 3"), Code: 3}
 // Attach is "echo 0": an attach has no exit code (cri-streaming reports any
 // attach error as an internal error). Every resize it is given is recorded.
 type rcUpstream struct {
-	srv     *httptest.Server
-	cfg     *rest.Config
-	conns   rcConns
-	release chan struct{}
-	once    sync.Once
+	// spdyOnly refuses v5 WebSocket upgrades, as an apiserver before 1.30.
+	spdyOnly atomic.Bool
+	srv      *httptest.Server
+	cfg      *rest.Config
+	conns    rcConns
+	release  chan struct{}
+	once     sync.Once
 
 	mu    sync.Mutex
 	sizes []serverremotecommand.TerminalSize
@@ -136,6 +142,21 @@ func (u *rcUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	s := rcParseStreams(r.URL.Query())
 	opts := &serverremotecommand.Options{Stdin: s.stdin, Stdout: s.stdout, Stderr: s.stderr && !s.tty, TTY: s.tty}
 	w = &rcHijackWriter{ResponseWriter: w, conns: &u.conns}
+	if wsstream.IsWebSocketRequest(r) && slices.Contains(strings.Split(r.Header.Get("Sec-WebSocket-Protocol"), ", "), wsProtocolV5) {
+		if u.spdyOnly.Load() {
+			http.Error(w, "v5.channel.k8s.io is not served here", http.StatusBadRequest)
+			return
+		}
+		// As kube-apiserver: the WebSocket session is re-originated over
+		// SPDY, here toward this same server.
+		loc, _ := url.Parse(u.srv.URL + r.URL.Path)
+		loc.RawQuery = r.URL.RawQuery
+		pool := x509.NewCertPool()
+		pool.AddCert(u.srv.Certificate())
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+		apiproxy.NewStreamTranslatorHandler(loc, tr, 0, apiproxy.Options{Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr, Tty: opts.TTY}).ServeHTTP(w, r)
+		return
+	}
 	if strings.HasSuffix(r.URL.Path, "/attach") {
 		serverremotecommand.ServeAttach(w, r, u, "toolbox", "", "main", opts, streamIdleTimeout,
 			rcUpstreamStreamTimeout, serverremotecommand.SupportedStreamingProtocols)

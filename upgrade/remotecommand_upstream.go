@@ -21,24 +21,32 @@ import (
 // so kubegate cannot report it as a clean exit.
 var ErrUpstreamNoStatus = errors.New("the apiserver ended the session without an exit status; output may be incomplete")
 
-// newUpstreamExecutor speaks SPDY toward the apiserver and falls back to
-// WebSocket when the SPDY upgrade is refused.
+// newUpstreamExecutor speaks WebSocket (v5.channel.k8s.io) toward the
+// apiserver, with kubegate's own client, and falls back to SPDY when the
+// WebSocket upgrade is refused. Neither sends pings.
 //
-// SPDY comes first, and without SPDY pings, because of how kube-apiserver
-// proxies an exec: it copies raw bytes between the client and the kubelet
-// and closes both sides as soon as either direction ends. When the kubelet
-// has finished and closed while the client is still reading the tail of
-// the output, any frame the client sends (client-go pings every 5 s on
-// both protocols) hits the closed kubelet connection; the apiserver then
-// drops the client's connection with output still unread. Against
-// kube-apiserver 1.37 with a slow reader, client-go's own SPDY executor
-// lost 0.4–2 MB of 20 MiB and reported exit 0, and its WebSocket executor
-// failed with "connection reset by peer"; SPDY without pings delivered
-// every byte. TCP keepalives, which carry no data, still keep the idle
-// connection known to NATs and load balancers.
+// No pings, because of how kube-apiserver proxies an exec: it copies raw
+// bytes between the client and the kubelet and closes both sides as soon as
+// either direction ends. When the kubelet has finished and closed while the
+// client is still reading the tail of the output, any frame the client
+// sends (client-go pings every 5 s on both protocols) hits the closed
+// kubelet connection; the apiserver then drops the client's connection
+// with output still unread. Against kube-apiserver 1.37 with a slow
+// reader, client-go's own SPDY executor lost 0.4–2 MB of 20 MiB and
+// reported exit 0, and its WebSocket executor failed with "connection reset
+// by peer"; SPDY without pings delivered every byte. TCP keepalives, which
+// carry no data, still keep the idle connection known to NATs and load
+// balancers.
 //
-// SPDY is a POST, so the caller's RBAC needs create on pods/exec or
-// pods/attach: the verb kubegate's policy sees too.
+// WebSocket first, because a SPDY connection costs about 800 KiB while it
+// lasts: spdystream keeps a zlib header compressor (640 KiB of hash tables)
+// and five frame workers per connection, which made idle attach sessions
+// cost over 1 MiB of kubegate's heap each. The WebSocket client holds a
+// 4 KiB read buffer and borrows write buffers from a pool.
+//
+// Both are authorized as create on pods/exec or pods/attach (the apiserver
+// checks create for a WebSocket GET too since 1.35): the verb kubegate's
+// policy sees.
 func newUpstreamExecutor(cfg *rest.Config, u *url.URL) (clientremotecommand.Executor, *upstreamStatus, error) {
 	tlsConfig, err := rest.TLSConfigFor(cfg)
 	if err != nil {
@@ -61,11 +69,11 @@ func newUpstreamExecutor(cfg *rest.Config, u *url.URL) (clientremotecommand.Exec
 	if err != nil {
 		return nil, nil, err
 	}
-	ws, err := clientremotecommand.NewWebSocketExecutor(cfg, http.MethodGet, u.String())
+	ws, err := newWSExecutor(cfg, u, status)
 	if err != nil {
 		return nil, nil, err
 	}
-	exec, err := clientremotecommand.NewFallbackExecutor(spdy, ws, func(err error) bool {
+	exec, err := clientremotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
 		return streamhttp.IsUpgradeFailure(err) || streamhttp.IsHTTPSProxyError(err)
 	})
 	return exec, status, err
@@ -78,6 +86,18 @@ func newUpstreamExecutor(cfg *rest.Config, u *url.URL) (clientremotecommand.Exec
 type upstreamStatus struct {
 	v4       atomic.Bool  // the negotiated protocol is v4 or later
 	received atomic.Int64 // bytes read from the error stream
+	// proto is the protocol the upstream session speaks, once it does.
+	proto atomic.Pointer[string]
+}
+
+func (s *upstreamStatus) setProtocol(p string) { s.proto.Store(&p) }
+
+// protocol is the upstream session's protocol, or "".
+func (s *upstreamStatus) protocol() string {
+	if p := s.proto.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // check turns a clean end without a status into ErrUpstreamNoStatus.
@@ -99,6 +119,7 @@ func (u *statusUpgrader) NewConnection(resp *http.Response) (httpstream.Connecti
 	if err != nil {
 		return nil, err
 	}
+	u.status.setProtocol("SPDY/3.1 " + resp.Header.Get(httpstream.HeaderProtocolVersion))
 	switch resp.Header.Get(httpstream.HeaderProtocolVersion) {
 	case "v4.channel.k8s.io", "v5.channel.k8s.io":
 		u.status.v4.Store(true)

@@ -44,6 +44,9 @@ type Options struct {
 	// file:, by two spaces they add to audit: (sinks:, spool:). Empty adds
 	// nothing.
 	Audit string
+	// Pprof serves Go's profiles on the admin listener (admin.pprof), for
+	// profiling a benchmark's kubegate from outside.
+	Pprof bool
 }
 
 // Stack is a running kubegate node in front of the Env's cluster.
@@ -122,6 +125,7 @@ func Start(ctx context.Context, env *testenv.Env, o Options) (*Stack, error) {
 listen: %s
 admin:
   listen: %s
+  pprof: %t
 tls:
   certFile: %s
   keyFile: %s
@@ -144,7 +148,7 @@ identity:
 audit:
   file:
     path: %s
-`, o.Listen, adminListen, certFile, keyFile, upstream, env.Dex.Issuer, env.Dex.ClientID, env.CAFile, env.ServiceAccountIssuer, env.CAFile, s.AuditPath) + o.Audit + o.Policy
+`, o.Listen, adminListen, o.Pprof, certFile, keyFile, upstream, env.Dex.Issuer, env.Dex.ClientID, env.CAFile, env.ServiceAccountIssuer, env.CAFile, s.AuditPath) + o.Audit + o.Policy
 	if err := os.WriteFile(s.ConfigPath, []byte(cfgText), 0o600); err != nil {
 		return nil, err
 	}
