@@ -3,6 +3,7 @@ package audit
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -31,6 +32,34 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 }()
 
 const hexDigits = "0123456789abcdef"
+
+// Byte-lane constants for safeRun: each byte of the word 0x01 or 0x80.
+const (
+	lanesLow  = 0x0101010101010101
+	lanesHigh = 0x8080808080808080
+)
+
+// safeRun returns how many bytes at the start of p are JSON-safe ASCII. It
+// tests eight bytes at a time: a word holds an unsafe byte if a byte has
+// its high bit set (not ASCII), is under 0x20, or is a quote or a backslash
+// ((v - 0x01..) & ^v & 0x80.. is non-zero exactly when a byte of v is
+// zero, and with 0x20.. when one is under 0x20). A word with one is
+// finished byte by byte.
+func safeRun(p []byte) int {
+	n := 0
+	for ; len(p)-n >= 8; n += 8 {
+		x := binary.LittleEndian.Uint64(p[n:])
+		q := x ^ lanesLow*'"'
+		bs := x ^ lanesLow*'\\'
+		if (x|(x-lanesLow*0x20)&^x|(q-lanesLow)&^q|(bs-lanesLow)&^bs)&lanesHigh != 0 {
+			break
+		}
+	}
+	for n < len(p) && p[n] < utf8.RuneSelf && jsonSafe[p[n]] {
+		n++
+	}
+	return n
+}
 
 // appendEventPrefix appends `[t, "code", "` for an event at offset d from
 // the start of the recording: t is in seconds with microsecond precision.
@@ -68,11 +97,8 @@ func appendText(dst, p []byte) (out []byte, n int, invalid bool) {
 		if b < utf8.RuneSelf {
 			if jsonSafe[b] {
 				// Copy the run of safe ASCII that fits in one go.
-				end := n + 1
 				limit := min(len(p), n+cap(dst)-len(dst))
-				for end < limit && p[end] < utf8.RuneSelf && jsonSafe[p[end]] {
-					end++
-				}
+				end := n + 1 + safeRun(p[n+1:limit])
 				dst = append(dst, p[n:end]...)
 				n = end
 				continue
