@@ -37,6 +37,10 @@ type Dex struct {
 	ClientSecret string
 	// Users are the users that can log in, by Name.
 	Users map[string]User
+	// ConsoleAddr is a loopback address, free when Dex started, whose
+	// https://ConsoleAddr/ui/callback is a registered redirect URL of
+	// ClientID: a kubegate serving its web console listens there.
+	ConsoleAddr string
 
 	http *http.Client
 }
@@ -46,6 +50,7 @@ var defaultUsers = []User{
 	{Name: "agent", Email: "agent@kubegate.test", Groups: []string{"agents"}},
 	{Name: "approver", Email: "approver@kubegate.test", Groups: []string{"approvers"}},
 	{Name: "admin", Email: "admin@kubegate.test", Groups: []string{"platform-admins"}},
+	{Name: "auditor", Email: "auditor@kubegate.test", Groups: []string{"auditors"}},
 }
 
 // dexConfig is the subset of Dex's configuration the harness writes.
@@ -96,6 +101,7 @@ func (e *Env) startDex(ctx context.Context, bin string, p *pki) error {
 		ClientID:     "kubegate",
 		ClientSecret: randomString(24),
 		Users:        map[string]User{},
+		ConsoleAddr:  "127.0.0.1:" + strconv.Itoa(freePort()),
 	}
 	var cfg dexConfig
 	cfg.Issuer = d.Issuer
@@ -109,7 +115,7 @@ func (e *Env) startDex(ctx context.Context, bin string, p *pki) error {
 	cfg.EnablePasswordDB = true
 	cfg.StaticClients = []dexStaticClient{{
 		ID: d.ClientID, Secret: d.ClientSecret, Name: "kubegate",
-		RedirectURIs: []string{"http://127.0.0.1:8000/callback", "http://localhost:8000/callback"},
+		RedirectURIs: []string{"http://127.0.0.1:8000/callback", "http://localhost:8000/callback", "https://" + d.ConsoleAddr + "/ui/callback"},
 	}}
 	for i, u := range defaultUsers {
 		u.Password = randomString(16)
