@@ -307,8 +307,12 @@ func writeCastEvent(w io.Writer, t float64, code, data string) {
 	w.Write(append(b, '\n'))
 }
 
-// followPoll is how often a live recording is checked for more.
-const followPoll = 200 * time.Millisecond
+// followPoll is how often a live recording is checked for more, and
+// liveCheck how often whether its session still runs.
+const (
+	followPoll = 200 * time.Millisecond
+	liveCheck  = 2 * time.Second
+)
 
 // followLive streams a live session's recording as it is written, in
 // asciinema-player's eventsource format: a reset with the terminal size
@@ -338,6 +342,7 @@ func (c *Console) followLive(w http.ResponseWriter, r *http.Request, _ *session)
 	fw := &follower{r: bufio.NewReader(f)}
 	tick := time.NewTicker(followPoll)
 	defer tick.Stop()
+	var checked time.Time
 	for first := true; ; first = false {
 		events, done := fw.read()
 		if first {
@@ -372,7 +377,23 @@ func (c *Console) followLive(w http.ResponseWriter, r *http.Request, _ *session)
 			}
 		}
 		fl.Flush()
-		if done || (!c.isLive(r, id) && fw.atEnd()) {
+		// Whether the session still runs is asked only at the end of what
+		// was written, and at most every liveCheck: across a cluster it is
+		// a call to every node.
+		if !done && fw.atEnd() && time.Since(checked) >= liveCheck {
+			checked = time.Now()
+			if !c.isLive(r, id) {
+				events, _ := fw.read() // what was written before it ended
+				for _, ev := range events {
+					if ev.Code == "o" || ev.Code == "r" {
+						b, _ := json.Marshal([]any{ev.Time, ev.Code, ev.Data})
+						_ = writeData(w, b)
+					}
+				}
+				done = true
+			}
+		}
+		if done {
 			_ = writeData(w, []byte(`{"state":"offline"}`))
 			fl.Flush()
 			return

@@ -92,6 +92,22 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("kubectl did not exit with 3; screen:\n%s", term.screen())
 	}
 	session := sessionEvent(t, st.AuditPath, marker)
+	t.Logf("exec -it session recorded: %s", session.AuditID)
+
+	// A call with a JSON body, for the API timeline.
+	timelineCM := fmt.Sprintf("console-timeline-%x", randomBytes(t, 3))
+	if b, err := exec.CommandContext(tctx, kubectlBin(), "--kubeconfig", st.Kubeconfigs["agent"], "create", "configmap", timelineCM, "-n", "dev",
+		"--from-literal=greeting=hello").CombinedOutput(); err != nil {
+		t.Fatalf("kubectl create configmap: %v: %s", err, b)
+	}
+
+	// A session that stays live, for the browser to watch and kill.
+	live := startTmux(t, tctx, "console-live", fmt.Sprintf("env KUBECONFIG=%s %s exec -it toolbox -- sh -c 'exec sh' console-live; echo kubectl-exit=$?; sleep 600",
+		st.Kubeconfigs["agent"], kubectlBin()))
+	live.typeLine("echo started-$((2*3))")
+	if !waitUntil(tctx, func() bool { return strings.Contains(live.screen(), "started-6\n") }) {
+		t.Fatalf("the live session never answered; screen:\n%s", live.screen())
+	}
 
 	// The configmap the agent will delete.
 	cm := fmt.Sprintf("console-held-%x", randomBytes(t, 3))
@@ -122,7 +138,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		"TYPED=echo console-typed-$((6*7))",
 		"PRINTED=console-typed-42",
 		"EXIT_CODE=3",
+		"TIMELINE_CONFIGMAP="+timelineCM,
+		"TMUX_SOCKET="+live.sock,
 	)
+	t.Log("running the browser script")
 	b, err := cmd.CombinedOutput()
 	t.Logf("browser script output:\n%s", b)
 	t.Logf("screenshots: %s", artifacts)
@@ -144,7 +163,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	if !approved {
 		t.Errorf("no audit event of the approver's approval through the console")
 	}
-	for _, name := range []string{"01-approvals-empty", "02-approvals-pending", "03-approvals-decided", "04-sessions", "05-recording", "06-timeline-sessions", "07-timeline", "08-refused"} {
+	for _, name := range []string{"01-approvals-empty", "02-approvals-pending", "03-approvals-decided", "04-sessions", "05-recording", "06-timeline-sessions", "07-timeline",
+		"08-sessions-live", "09-live-watch", "10-live-killed", "11-refused"} {
 		if fi, err := os.Stat(filepath.Join(artifacts, name+".png")); err != nil || fi.Size() == 0 {
 			t.Errorf("screenshot %s missing: %v", name, err)
 		}

@@ -18,7 +18,8 @@ const consoleURL = env("CONSOLE_URL"); // https://host:port/ui/
 const artifacts = env("ARTIFACTS");
 const timeout = 90000;
 
-function step(msg) { process.stderr.write(`[console-e2e] ${msg}\n`); }
+const t0 = Date.now();
+function step(msg) { process.stderr.write(`[console-e2e] +${((Date.now() - t0) / 1000).toFixed(1)}s ${msg}\n`); }
 
 async function shot(page, name) {
   const file = path.join(artifacts, name + ".png");
@@ -46,17 +47,19 @@ function run(cmd, args, extraEnv) {
 
 async function main() {
   fs.mkdirSync(artifacts, { recursive: true });
-  const browser = await chromium.launch({
+  // A fresh profile in USER_DATA_DIR (playwright passes it as
+  // --user-data-dir); never a downloaded browser.
+  const ctx = await chromium.launchPersistentContext(env("USER_DATA_DIR"), {
     executablePath: "/usr/bin/chromium",
     headless: true,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync", `--user-data-dir=${env("USER_DATA_DIR")}`],
+      "--disable-component-update", "--disable-sync"],
+    ignoreHTTPSErrors: true,
+    viewport: { width: 1440, height: 900 },
   });
   try {
-    const viewport = { width: 1440, height: 900 };
     // The approver.
-    const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
-    const page = await ctx.newPage();
+    const page = ctx.pages()[0] || await ctx.newPage();
     page.on("pageerror", (e) => step(`page error: ${e.message}`));
     step("signing in as the approver through Dex");
     await signIn(page, env("APPROVER_EMAIL"), env("APPROVER_PASSWORD"));
@@ -80,7 +83,9 @@ async function main() {
     await shot(page, "02-approvals-pending");
     step("approving in the console");
     await card.locator("button[data-action=approve]").click();
-    const res = await Promise.race([kubectl, new Promise((_, rej) => setTimeout(() => rej(new Error("kubectl never finished after the approval")), timeout))]);
+    let timer;
+    const res = await Promise.race([kubectl, new Promise((_, rej) => { timer = setTimeout(() => rej(new Error("kubectl never finished after the approval")), timeout); })]);
+    clearTimeout(timer);
     step(`kubectl exited ${res.code}: ${res.out.trim()}`);
     if (res.code !== 0 || !res.out.includes(`configmap "${cm}" deleted`)) throw new Error(`kubectl after approval: exit ${res.code}: ${res.out}`);
     const row = page.locator("#decided-table tr", { hasText: `"${cm}"` });
@@ -101,7 +106,6 @@ async function main() {
     await page.waitForSelector(".ap-player", { timeout });
     await page.selectOption("#speed", "4");
     await page.waitForSelector(".ap-player", { timeout });
-    await page.waitForFunction(() => window.kubegatePlayer && window.kubegatePlayer.getDuration && window.kubegatePlayer.getDuration() > 0, null, { timeout }).catch(() => {});
     await page.click(".ap-player");
     const typed = env("TYPED");
     const printed = env("PRINTED");
@@ -112,7 +116,7 @@ async function main() {
     }, [typed, printed], { timeout });
     const facts = await page.textContent("#session-facts");
     if (!facts.includes(env("EXIT_CODE"))) throw new Error(`session facts lack exit code ${env("EXIT_CODE")}: ${facts}`);
-    await page.waitForFunction(() => window.kubegatePlayer.getCurrentTime() >= window.kubegatePlayer.getDuration() - 0.5, null, { timeout }).catch(() => {});
+    await page.waitForSelector("#player[data-state=ended]", { timeout });
     await shot(page, "05-recording");
 
     // The API timeline of the agent's token.
@@ -126,23 +130,55 @@ async function main() {
     await del.waitFor({ timeout });
     const delText = await del.textContent();
     if (!delText.includes("configmaps") || !delText.includes(cm)) throw new Error(`timeline delete row: ${delText}`);
+    const create = page.locator("#timeline-table tr", { hasText: env("TIMELINE_CONFIGMAP") }).first();
+    await create.locator("details summary", { hasText: "request" }).click();
+    const body = await create.locator("pre.json").first().textContent();
+    if (!body.includes(`"name": "${env("TIMELINE_CONFIGMAP")}"`)) throw new Error(`the create's request body: ${body}`);
     await shot(page, "07-timeline");
-    await ctx.close();
 
-    // Someone in neither role is refused.
+    // A live session: watched as it happens, then killed.
+    step("watching the live session");
+    await page.click("a[data-nav=sessions]");
+    const liveRow = page.locator("#live-table tr[data-session]", { hasText: "console-live" });
+    await liveRow.waitFor({ timeout });
+    await shot(page, "08-sessions-live");
+    await liveRow.locator("a", { hasText: "Watch" }).click();
+    await page.waitForSelector(".ap-player", { timeout });
+    await page.waitForSelector(".ap-term", { timeout });
+    const tmux = (...args) => run("tmux", ["-L", env("TMUX_SOCKET"), ...args]);
+    await tmux("send-keys", "-t", "e2e", "echo live-$((5*5))", "Enter");
+    await page.waitForFunction(() => { const t = document.querySelector(".ap-term"); return t && t.textContent.includes("live-25"); }, null, { timeout });
+    await shot(page, "09-live-watch");
+    step("killing the live session");
+    page.once("dialog", (d) => d.accept());
+    await page.click("button:has-text('Kill session')");
+    const deadline = Date.now() + timeout;
+    let screen = "";
+    while (Date.now() < deadline) {
+      screen = (await tmux("capture-pane", "-p", "-J", "-t", "e2e")).out;
+      if (screen.includes("kubectl-exit=")) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    if (!screen.includes("kubectl-exit=") || !screen.includes("killed by " + env("APPROVER_EMAIL"))) throw new Error(`the killed session's terminal:\n${screen}`);
+    await shot(page, "10-live-killed");
+    step("signing out");
+    await page.click("#logout");
+    await page.waitForSelector("input[name=login]", { timeout });
+    await page.close();
+
+    // Someone in neither role is refused. Dex's own session goes too.
     step("signing in as the agent, who is no approver");
-    const ctx2 = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
-    const page2 = await ctx2.newPage();
+    await ctx.clearCookies();
+    const page2 = await ctx.newPage();
     await signIn(page2, env("AGENT_EMAIL"), env("AGENT_PASSWORD"));
     await page2.waitForSelector("#auth-title", { timeout });
     const title = await page2.textContent("#auth-title");
     if (title !== "Access refused") throw new Error(`the agent saw "${title}", not a refusal`);
     const api = await page2.evaluate(async () => (await fetch("/ui/api/requests")).status);
     if (api !== 401) throw new Error(`the refused agent's API call got ${api}, want 401`);
-    await shot(page2, "08-refused");
-    await ctx2.close();
+    await shot(page2, "11-refused");
   } finally {
-    await browser.close();
+    await ctx.close();
   }
   step("all steps passed");
 }

@@ -23,6 +23,9 @@ function el(tag, attrs, ...children) {
 
 function main() { return document.getElementById("main"); }
 
+// put replaces box's children, leaving out the absent ones.
+function put(box, ...kids) { box.replaceChildren(...kids.flat().filter((k) => k !== null && k !== undefined && k !== false)); }
+
 function toast(msg, bad) {
   const t = document.getElementById("toast");
   t.textContent = msg;
@@ -76,7 +79,7 @@ function fact(k, v) {
 }
 
 function pageHead(title, sub, extra) {
-  return [el("div", { class: "page-head" }, el("h1", {}, title), extra || null), el("p", { class: "page-sub" }, sub)];
+  return [el("div", { class: "page-head" }, el("h1", {}, title), extra ? el("div", { class: "page-actions" }, extra) : null), el("p", { class: "page-sub" }, sub)];
 }
 
 // ---------------------------------------------------------------- approvals
@@ -243,8 +246,8 @@ function renderSessions() {
   async function load() {
     let data;
     try { data = await api("/ui/api/sessions" + location.search); } catch (e) { liveBox.replaceChildren(el("div", { class: "empty" }, e.message)); return; }
-    liveBox.replaceChildren(liveTable(data.live, load), data.unreachable && data.unreachable.length ? el("p", { class: "hint" }, "Nodes that did not answer: " + data.unreachable.join(", ")) : null);
-    recBox.replaceChildren(recordedTable(data.recorded), data.problem ? el("p", { class: "hint" }, data.problem) : null);
+    put(liveBox, liveTable(data.live, load), data.unreachable && data.unreachable.length ? el("p", { class: "hint" }, "Nodes that did not answer: " + data.unreachable.join(", ")) : null);
+    put(recBox, recordedTable(data.recorded), data.problem ? el("p", { class: "hint" }, data.problem) : null);
   }
   load();
   const timer = setInterval(load, 5000);
@@ -297,7 +300,7 @@ async function renderRecording(id) {
   const markerList = el("ul", { class: "plain markers", id: "markers" });
   const ev = d.session ? d.session.annotations : {};
   const exit = r.exitCode === undefined || r.exitCode === null ? "\u2014" : String(r.exitCode);
-  root.replaceChildren(
+  put(root,
     el("a", { class: "back", href: "/ui/sessions" }, "\u2190 All sessions"),
     ...pageHead(`${r.user} in ${r.namespace}/${r.pod}`, `${r.kind} ${r.command ? "\u201c" + r.command + "\u201d" : ""} \u00b7 started ${when(r.start)} \u00b7 ${dur(r.duration)}`),
     el("div", { class: "replay" },
@@ -325,6 +328,10 @@ async function renderRecording(id) {
     playerBox.replaceChildren();
     player = AsciinemaPlayer.create("/ui/api/recordings/" + encodeURIComponent(id) + "/cast", playerBox, opts);
     window.kubegatePlayer = player;
+    playerBox.dataset.state = "ready";
+    player.addEventListener("play", () => { playerBox.dataset.state = "playing"; });
+    player.addEventListener("pause", () => { playerBox.dataset.state = "paused"; });
+    player.addEventListener("ended", () => { playerBox.dataset.state = "ended"; });
   }
   speed.addEventListener("change", () => { const at = player ? player.getCurrentTime() : 0; create(at); });
   create(0);
@@ -358,7 +365,7 @@ function renderLive(id) {
     if (!confirm("End this session now?")) return;
     try { await api(`/ui/api/sessions/${encodeURIComponent(id)}/kill`, { method: "POST", body: "{}" }); toast("Session ended."); } catch (e) { toast(e.message, true); }
   });
-  root.replaceChildren(el("a", { class: "back", href: "/ui/sessions" }, "\u2190 All sessions"),
+  put(root, el("a", { class: "back", href: "/ui/sessions" }, "\u2190 All sessions"),
     ...pageHead("Watching a live session", "Read-only: you see what the user sees, as it happens. Nothing you type reaches the pod.", kill),
     el("div", { class: "player-wrap" }, playerBox));
   const player = AsciinemaPlayer.create({ driver: "eventsource", url: "/ui/api/live/" + encodeURIComponent(id), bufferTime: 0 }, playerBox, { autoPlay: true, fit: "width", terminalFontSize: "14px" });
