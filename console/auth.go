@@ -282,7 +282,7 @@ func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		c.cfg.Log.Info("console sign-in refused", "user", principal.User, "reason", err)
 		c.authPage(w, http.StatusForbidden, "Access refused",
-			fmt.Sprintf("You are signed in as %s, who is neither an approver nor an auditor. Ask your platform team for access.", principal.User), "")
+			fmt.Sprintf("You are signed in as %s, who is neither an approver nor an auditor. Ask your platform team for access.", principal.User), Prefix+"login")
 		return
 	}
 	expires := c.cfg.Now().Add(c.cfg.SessionTTL)
@@ -406,7 +406,7 @@ var authTmpl = template.Must(template.New("auth").Parse(`<!doctype html>
 <body class="auth"><main class="auth-card">
 <div class="brand"><span class="logo" aria-hidden="true"></span>kubegate <span class="brand-sub">console</span></div>
 <h1 id="auth-title">{{.Title}}</h1><p id="auth-message">{{.Message}}</p>
-{{if .Retry}}<p><a class="button primary" href="{{.Retry}}">Sign in again</a></p>{{end}}
+{{if .Retry}}<p><a class="button primary" id="auth-retry" href="{{.Retry}}">Sign in again</a></p>{{end}}
 </main></body></html>`))
 
 // authPage shows a sign-in outcome that is not a session.

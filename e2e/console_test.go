@@ -46,9 +46,11 @@ policy:
 // TestConsoleInBrowser drives the web console in Debian's chromium with
 // playwright-core (console/e2e/console.cjs): the approver signs in through
 // Dex's form, sees the agent's held kubectl delete appear live, approves it
-// and sees kubectl finish; replays the agent's exec -it recording and sees
-// what was typed and printed; opens the agent's API timeline; and the
-// agent, who is no approver, is refused. Screenshots of every page go to
+// and sees kubectl finish; sees a second held delete denied with the
+// `kubegate deny` CLI leave the list by itself; replays the agent's exec -it
+// recording and sees what was typed and printed; opens the agent's API
+// timeline with a masked request body; watches a live exec session as it
+// happens and kills it; and the agent, who is no approver, is refused. Screenshots of every page go to
 // $KUBEGATE_E2E_ARTIFACTS (else a temporary directory), named in the log.
 func TestConsoleInBrowser(t *testing.T) {
 	for _, bin := range []string{"/usr/bin/chromium", "node"} {
@@ -111,8 +113,10 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// The configmap the agent will delete.
 	cm := fmt.Sprintf("console-held-%x", randomBytes(t, 3))
-	if _, err := env.Client.CoreV1().ConfigMaps("prod").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: cm}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{cm, cm + "-cli"} {
+		if _, err := env.Client.CoreV1().ConfigMaps("prod").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	artifacts := os.Getenv("KUBEGATE_E2E_ARTIFACTS")
@@ -120,6 +124,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		artifacts = t.TempDir()
 	} else {
 		artifacts = filepath.Join(artifacts, t.Name())
+	}
+	kubegateBin, err := buildKubegate()
+	if err != nil {
+		t.Fatal(err)
 	}
 	cmd := exec.CommandContext(ctx, "node", filepath.Join(root, "console", "e2e", "console.cjs"))
 	cmd.Env = append(os.Environ(),
@@ -140,6 +148,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		"EXIT_CODE=3",
 		"TIMELINE_CONFIGMAP="+timelineCM,
 		"TMUX_SOCKET="+live.sock,
+		"KUBEGATE="+kubegateBin,
+		"APPROVER_KUBECONFIG="+st.Kubeconfigs["approver"],
 	)
 	t.Log("running the browser script")
 	b, err := cmd.CombinedOutput()
@@ -152,6 +162,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	// What the browser did, seen from the cluster and the audit log.
 	if _, err := env.Client.CoreV1().ConfigMaps("prod").Get(ctx, cm, metav1.GetOptions{}); err == nil {
 		t.Errorf("configmap %s still exists after the approval in the console", cm)
+	}
+	if _, err := env.Client.CoreV1().ConfigMaps("prod").Get(ctx, cm+"-cli", metav1.GetOptions{}); err != nil {
+		t.Errorf("configmap %s-cli, whose delete was denied, is gone: %v", cm, err)
 	}
 	var approved bool
 	for _, ev := range auditEvents(t, st.AuditPath) {

@@ -93,6 +93,22 @@ async function main() {
     const rowText = await row.textContent();
     if (!rowText.includes("approved") || !rowText.includes(env("APPROVER_EMAIL"))) throw new Error(`decision row: ${rowText}`);
     await page.locator("#pending [data-request]", { hasText: `"${cm}"` }).waitFor({ state: "detached", timeout });
+    // A decision made elsewhere (the CLI) shows up without a reload too.
+    const cm2 = env("CONFIGMAP") + "-cli";
+    step(`agent: kubectl delete configmap ${cm2} -n prod (held); the approver denies it with the CLI`);
+    const kubectl2 = run(env("KUBECTL"), ["--kubeconfig", env("AGENT_KUBECONFIG"), "delete", "configmap", cm2, "-n", "prod"]);
+    const card2 = page.locator("#pending [data-request]", { hasText: `"${cm2}"` });
+    await card2.waitFor({ timeout });
+    const id2 = await card2.getAttribute("data-request");
+    const cli = await run(env("KUBEGATE"), ["deny", "--kubeconfig", env("APPROVER_KUBECONFIG"), "--reason", "not during the freeze", id2]);
+    if (cli.code !== 0) throw new Error(`kubegate deny: ${cli.out}`);
+    const denied = page.locator("#decided-table tr", { hasText: `"${cm2}"` });
+    await denied.waitFor({ timeout });
+    const deniedText = await denied.textContent();
+    if (!deniedText.includes("denied") || !deniedText.includes("not during the freeze")) throw new Error(`denial row: ${deniedText}`);
+    await card2.waitFor({ state: "detached", timeout });
+    const res2 = await kubectl2;
+    if (res2.code === 0 || !res2.out.includes("not during the freeze")) throw new Error(`kubectl after the CLI's denial: exit ${res2.code}: ${res2.out}`);
     await shot(page, "03-approvals-decided");
 
     // The recording of the exec -it session.

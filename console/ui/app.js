@@ -361,14 +361,20 @@ function renderLive(id) {
   const root = main();
   const playerBox = el("div", { id: "player" });
   const kill = el("button", { class: "deny", type: "button", disabled: me.role !== "approver" }, "Kill session");
+  const banner = el("div", { class: "banner", id: "live-banner", hidden: true });
   kill.addEventListener("click", async () => {
     if (!confirm("End this session now?")) return;
-    try { await api(`/ui/api/sessions/${encodeURIComponent(id)}/kill`, { method: "POST", body: "{}" }); toast("Session ended."); } catch (e) { toast(e.message, true); }
+    try {
+      const res = await api(`/ui/api/sessions/${encodeURIComponent(id)}/kill`, { method: "POST", body: "{}" });
+      banner.textContent = "Session ended: " + res.reason + ".";
+      banner.hidden = false;
+      kill.disabled = true;
+    } catch (e) { toast(e.message, true); }
   });
   put(root, el("a", { class: "back", href: "/ui/sessions" }, "\u2190 All sessions"),
     ...pageHead("Watching a live session", "Read-only: you see what the user sees, as it happens. Nothing you type reaches the pod.", kill),
-    el("div", { class: "player-wrap" }, playerBox));
-  const player = AsciinemaPlayer.create({ driver: "eventsource", url: "/ui/api/live/" + encodeURIComponent(id), bufferTime: 0 }, playerBox, { autoPlay: true, fit: "width", terminalFontSize: "14px" });
+    banner, el("div", { class: "player-wrap" }, playerBox));
+  const player = AsciinemaPlayer.create({ driver: "eventsource", url: "/ui/api/live/" + encodeURIComponent(id), bufferTime: 0 }, playerBox, { autoPlay: true, fit: false, terminalFontSize: "14px" });
   window.kubegatePlayer = player;
   stopPage = () => player.dispose();
 }
