@@ -315,9 +315,9 @@ const (
 )
 
 // followLive streams a live session's recording as it is written, in
-// asciinema-player's eventsource format: a reset with the terminal size
-// and everything shown so far, then each output and resize event, then
-// {"state":"offline"} when the session has ended.
+// asciinema-player's eventsource format: a reset with the terminal size,
+// everything shown so far, then each output and resize event as it is
+// written, then {"state":"offline"} when the session has ended.
 func (c *Console) followLive(w http.ResponseWriter, r *http.Request, _ *session) {
 	id := r.PathValue("id")
 	path, ok := c.findRecording(w, id)
@@ -346,25 +346,29 @@ func (c *Console) followLive(w http.ResponseWriter, r *http.Request, _ *session)
 	for first := true; ; first = false {
 		events, done := fw.read()
 		if first {
+			// A reset to the size the terminal has now, at the time of the
+			// last event so far; what was shown before follows as events
+			// at that same time, so the player draws it at once.
 			cols, rows := fw.header.Width, fw.header.Height
 			if cols == 0 || rows == 0 {
 				cols, rows = 80, 24
 			}
-			var init strings.Builder
 			var last float64
 			for _, ev := range events {
-				switch ev.Code {
-				case "o":
-					init.WriteString(ev.Data)
-				case "r":
+				if ev.Code == "r" {
 					cols, rows = parseSize(ev.Data, cols, rows)
 				}
 				last = ev.Time
 			}
-			b, _ := json.Marshal(map[string]any{"cols": cols, "rows": rows, "time": last, "init": init.String()})
-			events = nil
+			b, _ := json.Marshal(map[string]any{"cols": cols, "rows": rows, "time": last})
 			if writeData(w, b) != nil {
 				return
+			}
+			for i := range events {
+				if events[i].Code == "r" {
+					events[i].Code = "" // already applied
+				}
+				events[i].Time = last
 			}
 		}
 		for _, ev := range events {

@@ -61,6 +61,7 @@ async function main() {
     // The approver.
     const page = ctx.pages()[0] || await ctx.newPage();
     page.on("pageerror", (e) => step(`page error: ${e.message}`));
+    page.on("console", (m) => { if (m.type() === "error" || m.type() === "warning") step(`browser console: ${m.text()}`); });
     step("signing in as the approver through Dex");
     await signIn(page, env("APPROVER_EMAIL"), env("APPROVER_PASSWORD"));
     await page.waitForSelector("#live.on", { timeout });
@@ -117,6 +118,16 @@ async function main() {
     const recID = env("RECORDING_ID");
     const rec = page.locator(`#recorded-table tr[data-recording="${recID}"]`);
     await rec.waitFor({ timeout });
+    // Search: a pod that matches nothing, then the agent's sessions of the last hour.
+    await page.fill("#session-search input[name=pod]", "no-such-pod");
+    await page.click("#session-search button[type=submit]");
+    await page.locator("text=No recordings match.").waitFor({ timeout });
+    await page.fill("#session-search input[name=pod]", "toolbox");
+    await page.fill("#session-search input[name=user]", "agent@");
+    await page.fill("#session-search input[name=since]", "1h");
+    await page.click("#session-search button[type=submit]");
+    await rec.waitFor({ timeout });
+    if (!page.url().includes("user=agent%40") || !page.url().includes("since=1h")) throw new Error(`search URL ${page.url()}`);
     await shot(page, "04-sessions");
     await rec.click();
     await page.waitForSelector(".ap-player", { timeout });
@@ -193,6 +204,13 @@ async function main() {
     const api = await page2.evaluate(async () => (await fetch("/ui/api/requests")).status);
     if (api !== 401) throw new Error(`the refused agent's API call got ${api}, want 401`);
     await shot(page2, "11-refused");
+  } catch (e) {
+    // What the browser showed when it failed.
+    for (const [i, p] of ctx.pages().entries()) {
+      await p.screenshot({ path: path.join(artifacts, `failure-${i}.png`), fullPage: true }).catch(() => {});
+      step(`failure screenshot of ${p.url()}: ${path.join(artifacts, `failure-${i}.png`)}`);
+    }
+    throw e;
   } finally {
     await ctx.close();
   }

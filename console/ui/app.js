@@ -373,7 +373,7 @@ function renderLive(id) {
   });
   put(root, el("a", { class: "back", href: "/ui/sessions" }, "\u2190 All sessions"),
     ...pageHead("Watching a live session", "Read-only: you see what the user sees, as it happens. Nothing you type reaches the pod.", kill),
-    banner, el("div", { class: "player-wrap" }, playerBox));
+    banner, el("div", { class: "player-wrap live" }, playerBox));
   const player = AsciinemaPlayer.create({ driver: "eventsource", url: "/ui/api/live/" + encodeURIComponent(id), bufferTime: 0 }, playerBox, { autoPlay: true, fit: false, terminalFontSize: "14px" });
   window.kubegatePlayer = player;
   stopPage = () => player.dispose();
