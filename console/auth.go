@@ -394,10 +394,13 @@ type meView struct {
 	Role    Role      `json:"role"`
 	CSRF    string    `json:"csrf"`
 	Expires time.Time `json:"expires"`
+	// Node is the node serving the console: its live sessions can be
+	// watched here.
+	Node string `json:"node"`
 }
 
 func (c *Console) me(w http.ResponseWriter, _ *http.Request, s *session) {
-	writeJSON(w, meView{User: s.principal.User, Groups: s.principal.Groups, Role: s.role, CSRF: s.csrf, Expires: s.expires})
+	writeJSON(w, meView{User: s.principal.User, Groups: s.principal.Groups, Role: s.role, CSRF: s.csrf, Expires: s.expires, Node: c.cfg.NodeID})
 }
 
 var authTmpl = template.Must(template.New("auth").Parse(`<!doctype html>

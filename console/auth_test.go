@@ -409,6 +409,9 @@ func TestPagesNeedASession(t *testing.T) {
 	if r, _ := get(t, c, h.srv.URL+"/ui/app.js"); r.StatusCode != http.StatusOK || r.Header.Get("Content-Security-Policy") == "" {
 		t.Errorf("app.js: %s, CSP %q", r.Status, r.Header.Get("Content-Security-Policy"))
 	}
+	if r, body := get(t, c, h.srv.URL+"/ui/vendor/"); r.StatusCode != http.StatusNotFound || strings.Contains(body, "href") {
+		t.Errorf("a directory listing: %s %s", r.Status, body)
+	}
 }
 
 func TestSafeReturn(t *testing.T) {

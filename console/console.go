@@ -75,6 +75,10 @@ type Config struct {
 	// Sessions lists and kills live sessions across the cluster. Nil
 	// shows none.
 	Sessions LiveSessions
+	// NodeID names this node among the live sessions' nodes: only its
+	// own sessions can be watched here, from their recordings on its
+	// disk. Empty means "kubegate", as the gateway's default.
+	NodeID string
 	// RecordingsDir holds this node's session recordings. Empty shows
 	// none.
 	RecordingsDir string
@@ -134,6 +138,9 @@ func New(cfg Config) (*Console, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = "kubegate"
+	}
 	sub, err := fs.Sub(uiFS, "ui")
 	if err != nil {
 		return nil, err
@@ -141,7 +148,7 @@ func New(cfg Config) (*Console, error) {
 	c := &Console{
 		cfg:      cfg,
 		origin:   u.Scheme + "://" + u.Host,
-		static:   http.StripPrefix(strings.TrimSuffix(Prefix, "/"), http.FileServerFS(sub)),
+		static:   http.StripPrefix(strings.TrimSuffix(Prefix, "/"), noListing(http.FileServerFS(sub))),
 		sessions: newSessionStore(cfg.Now),
 		logins:   newLoginStore(cfg.Now),
 		closed:   make(chan struct{}),
@@ -229,6 +236,17 @@ func (c *Console) page(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_, _ = w.Write(b)
+}
+
+// noListing serves files only, never a directory's listing.
+func noListing(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") {
+			writeError(w, http.StatusNotFound, metav1.StatusReasonNotFound, "no console file "+r.URL.Path)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // writeError replies with a Kubernetes Status, as the gateway does.

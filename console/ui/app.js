@@ -264,7 +264,10 @@ function liveTable(items, reload) {
         if (!confirm(`End ${s.user}'s ${s.kind} session in ${s.namespace}/${s.pod}?`)) return;
         try { await api(`/ui/api/sessions/${encodeURIComponent(s.id)}/kill`, { method: "POST", body: "{}" }); toast("Session ended."); reload(); } catch (e) { toast(e.message, true); }
       });
-      const watch = s.kind === "portforward" ? null : el("a", { class: "button small", href: "/ui/live/" + encodeURIComponent(s.id) }, "Watch");
+      // A session is watched from its recording, on the disk of the node that carries it.
+      const watch = s.kind === "portforward" ? null : (s.node || "kubegate") === me.node
+        ? el("a", { class: "button small", href: "/ui/live/" + encodeURIComponent(s.id) }, "Watch")
+        : el("span", { class: "muted", title: "Open the console of node " + s.node + " to watch it" }, "on " + s.node);
       return el("tr", { "data-session": s.id },
         el("td", { class: "nowrap" }, when(s.started)), el("td", { class: "who" }, s.user), el("td", {}, el("span", { class: "badge live" }, s.kind)),
         el("td", {}, `${s.namespace}/${s.pod}`), el("td", {}, el("code", {}, (s.command || []).join(" ") || "\u2014")),

@@ -57,6 +57,7 @@ func newConsole(cfg *Config, gw *gateway.Gateway, authn gateway.Authenticator, a
 		Authenticator: authn, API: gw, Approvals: approvals,
 		ApproverGroups: approvers, AuditorGroups: cc.AuditorGroups,
 		Sessions: consoleSessions{sessions}, RecordingsDir: cfg.Audit.Recordings.Dir, AuditFile: cfg.Audit.File.Path,
+		NodeID:     cfg.Cluster.NodeID,
 		SessionTTL: time.Duration(cc.SessionTTL), Log: log.With("component", "console"),
 	})
 }
