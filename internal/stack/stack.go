@@ -44,9 +44,10 @@ type Options struct {
 	// file:, by two spaces they add to audit: (sinks:, spool:). Empty adds
 	// nothing.
 	Audit string
-	// Console serves the web console, signing in with Dex's client, on
-	// Dex's ConsoleAddr (the redirect URL Dex knows); approvers are the
-	// policy's, auditors group dex:auditors. False serves none.
+	// Console serves the web console, signing in with Dex's client, on an
+	// address from Dex.ConsoleAddr (whose redirect URL Dex knows);
+	// approvers are the policy's, auditors group dex:auditors. False
+	// serves none.
 	Console bool
 }
 
@@ -107,7 +108,11 @@ func Start(ctx context.Context, env *testenv.Env, o Options) (*Stack, error) {
 		o.Listen, adminListen = FreeAddr(), FreeAddr()
 	}
 	if o.Console {
-		o.Listen = env.Dex.ConsoleAddr
+		addr, err := env.Dex.ConsoleAddr()
+		if err != nil {
+			return nil, err
+		}
+		o.Listen = addr
 	}
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1:0"
