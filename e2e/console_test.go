@@ -82,9 +82,31 @@ func TestConsoleInBrowser(t *testing.T) {
 	// The agent's exec -it session, in a real terminal.
 	tctx, tcancel := context.WithTimeout(ctx, testTimeout)
 	defer tcancel()
+	// It is in prod, so it is held until the approver approves it with the
+	// CLI; the recording's page shows that approval.
 	marker := "console-replay"
-	term := startTmux(t, tctx, "console", fmt.Sprintf("env KUBECONFIG=%s %s exec -it toolbox -- sh -c 'exec sh' %s; echo kubectl-exit=$?; sleep 600",
+	term := startTmux(t, tctx, "console", fmt.Sprintf("env KUBECONFIG=%s %s exec -it -n prod toolbox -- sh -c 'exec sh' %s; echo kubectl-exit=$?; sleep 600",
 		st.Kubeconfigs["agent"], kubectlBin(), marker))
+	approverEnv := []string{"KUBECONFIG=" + st.Kubeconfigs["approver"]}
+	var heldExec string
+	waitUntil(tctx, func() bool {
+		for _, line := range strings.Split(runKubegate(t, tctx, approverEnv, "requests", "--pending").stdout, "\n") {
+			if strings.Contains(line, marker) {
+				heldExec = strings.Fields(line)[0]
+				return true
+			}
+		}
+		return false
+	})
+	if heldExec == "" {
+		t.Fatalf("the exec in prod was never held; screen:\n%s", term.screen())
+	}
+	if r := runKubegate(t, tctx, approverEnv, "approve", heldExec, "--reason", "debugging the incident"); r.code != 0 {
+		t.Fatalf("approving the exec: %s", r.stderr)
+	}
+	if !waitUntil(tctx, func() bool { return strings.HasPrefix(strings.TrimSpace(term.screen()), "#") }) {
+		t.Fatalf("the shell never prompted; screen:\n%s", term.screen())
+	}
 	term.typeLine("echo console-typed-$((6*7))")
 	if !waitUntil(tctx, func() bool { return strings.Contains(term.screen(), "console-typed-42\n") }) {
 		t.Fatalf("the typed command's output never showed; screen:\n%s", term.screen())
@@ -106,6 +128,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	// A session that stays live, for the browser to watch and kill.
 	live := startTmux(t, tctx, "console-live", fmt.Sprintf("env KUBECONFIG=%s %s exec -it toolbox -- sh -c 'exec sh' console-live; echo kubectl-exit=$?; sleep 600",
 		st.Kubeconfigs["agent"], kubectlBin()))
+	if !waitUntil(tctx, func() bool { return strings.HasPrefix(strings.TrimSpace(live.screen()), "#") }) {
+		t.Fatalf("the live shell never prompted; screen:\n%s", live.screen())
+	}
 	live.typeLine("echo started-$((2*3))")
 	if !waitUntil(tctx, func() bool { return strings.Contains(live.screen(), "started-6\n") }) {
 		t.Fatalf("the live session never answered; screen:\n%s", live.screen())
@@ -146,6 +171,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		"TYPED=echo console-typed-$((6*7))",
 		"PRINTED=console-typed-42",
 		"EXIT_CODE=3",
+		"EXEC_APPROVAL=debugging the incident",
 		"TIMELINE_CONFIGMAP="+timelineCM,
 		"TMUX_SOCKET="+live.sock,
 		"KUBEGATE="+kubegateBin,

@@ -141,6 +141,10 @@ async function main() {
       const t = document.querySelector(".ap-term");
       return t && t.textContent.includes(a) && t.textContent.includes(b);
     }, [typed, printed], { timeout });
+    const marks = await page.textContent("#markers");
+    if (!marks.includes(typed) || !marks.includes("exit 3")) throw new Error(`markers: ${marks}`);
+    const approvals = await page.textContent("#approvals");
+    if (!approvals.includes(env("APPROVER_EMAIL")) || !approvals.includes(env("EXEC_APPROVAL"))) throw new Error(`approvals beside the player: ${approvals}`);
     const facts = await page.textContent("#session-facts");
     if (!facts.includes(env("EXIT_CODE"))) throw new Error(`session facts lack exit code ${env("EXIT_CODE")}: ${facts}`);
     await page.waitForSelector("#player[data-state=ended]", { timeout });

@@ -354,7 +354,7 @@ function approvalsList(d, ev) {
   return el("ul", { class: "plain", id: "approvals" },
     el("li", {}, "Access request ", el("code", {}, ev["access-request"]), ev["hold-outcome"] ? [" \u00b7 ", el("span", { class: "badge " + ev["hold-outcome"] }, ev["hold-outcome"])] : null),
     ev["approved-by"] ? el("li", {}, "Approved by ", el("span", { class: "who" }, ev["approved-by"]), ev["hold-wait"] ? el("span", { class: "muted" }, " after " + ev["hold-wait"]) : null) : null,
-    items.map((a) => el("li", {}, el("span", { class: "muted" }, when(a.time) + " "), el("span", { class: "who" }, a.user), " ", (a.annotations.event || "").replace("api.request.", ""),
+    items.map((a) => el("li", {}, el("span", { class: "muted" }, when(a.time) + " "), el("span", { class: "who" }, a.user), " ", ({ approve: "approved", deny: "denied" })[(a.annotations.event || "").replace("api.request.", "")] || a.annotations.event,
       a.annotations.message ? el("span", { class: "muted" }, ": " + a.annotations.message) : null)));
 }
 
