@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -428,7 +427,6 @@ func TestSafeReturn(t *testing.T) {
 			t.Errorf("safeReturn(%q) = %q, want %q", in, got, want)
 		}
 	}
-	_ = fmt.Sprint()
 }
 
 func principal(user string, groups ...string) *identity.Principal {

@@ -13,6 +13,11 @@
 // calling the gateway's own API on the user's behalf, so they are
 // authorized, audited and notified exactly as `kubegate approve` is.
 //
+// Console sessions are kept in the memory of the node that signed the
+// person in. The approvals page and the list of live sessions cover the
+// whole cluster; recordings, live watching (which follows a recording as
+// it is written) and API timelines read this node's disk.
+//
 // The pages are plain HTML, CSS and JavaScript embedded in the binary;
 // asciinema-player comes from npm, pinned in web/package-lock.json, and is
 // copied into ui/vendor/ by `make console-assets` before the build.

@@ -286,7 +286,7 @@ function recordedTable(items) {
       return el("tr", { class: "clickable", "data-recording": r.id, onclick: open },
         el("td", { class: "nowrap" }, when(r.start)), el("td", { class: "who" }, r.user),
         el("td", {}, `${r.namespace}/${r.pod}`, r.container ? el("span", { class: "muted" }, " (" + r.container + ")") : null),
-        el("td", {}, el("code", {}, r.command || r.kind)), el("td", { class: "nowrap" }, dur(r.duration)), el("td", {}, exit));
+        el("td", {}, el("code", {}, r.command || r.kind)), el("td", { class: "nowrap" }, r.live ? "\u2014" : dur(r.duration)), el("td", {}, exit));
     })));
 }
 
@@ -407,7 +407,6 @@ async function renderTimeline() {
   root.replaceChildren(el("a", { class: "back", href: "/ui/timeline" }, "\u2190 All sessions"), el("div", { class: "loading" }, "Loading\u2026"));
   let d;
   try { d = await api("/ui/api/timeline?credential=" + encodeURIComponent(cred)); } catch (e) { root.replaceChildren(el("div", { class: "empty" }, e.message)); return; }
-  const user = d.calls.length ? "" : "";
   const bodyBox = (label, text) => {
     if (!text) return null;
     let pretty = text;
@@ -415,7 +414,7 @@ async function renderTimeline() {
     return el("details", { class: "body" }, el("summary", {}, label), el("pre", { class: "json" }, pretty));
   };
   root.replaceChildren(el("a", { class: "back", href: "/ui/timeline" }, "\u2190 All sessions"),
-    ...pageHead("API timeline", `${d.calls.length} calls made with token ${cred.slice(0, 19)}\u2026; bodies are shown masked, as the audit log keeps them.` + user),
+    ...pageHead("API timeline", `${d.calls.length} calls made with token ${cred.slice(0, 19)}\u2026; bodies are shown masked, as the audit log keeps them.`),
     el("table", { class: "grid", id: "timeline-table" },
       el("thead", {}, el("tr", {}, el("th", {}, "At"), el("th", {}, "Verb"), el("th", {}, "Resource"), el("th", {}, "Object"), el("th", {}, "Decision"), el("th", {}, "Status"), el("th", {}, "Bodies"))),
       el("tbody", {}, d.calls.map((c) => el("tr", { "data-audit-id": c.auditID },
