@@ -116,7 +116,8 @@ func (s approvalsStream) until(t *testing.T, what string, cond func(streamView) 
 
 // TestConsoleHASeesHoldsAndDecisionsOfOtherNodes: the console of node-0
 // streams a delete held on node-1 as it is held, and its approval with the
-// kubegate CLI through node-2 as it is made; the delete then finishes.
+// kubegate CLI through node-2 as it is made; the delete then finishes. An
+// auditor signed in to the same console may not approve.
 func TestConsoleHASeesHoldsAndDecisionsOfOtherNodes(t *testing.T) {
 	env := testenv.Get(t)
 	c, err := startHAIn(env, 3, "kubegate-console-ha", true)
@@ -159,6 +160,18 @@ func TestConsoleHASeesHoldsAndDecisionsOfOtherNodes(t *testing.T) {
 	t.Logf("node-0's console streamed the hold on node-1 %s after the delete started", time.Since(start).Round(time.Millisecond))
 	if held.HeldOn != "node-1" || !held.CanDecide {
 		t.Errorf("held request %+v: want held on node-1 and decidable by the approver", held)
+	}
+	// An auditor sees the request but cannot decide on it.
+	auditor, csrf := consoleClient(t, ctx, env, c.nodes[0].ConsoleURL, "auditor")
+	post, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.nodes[0].ConsoleURL+"api/requests/"+held.ID+"/approve", strings.NewReader(`{"reason":"auditors may not"}`))
+	post.Header.Set("X-Kubegate-Csrf", csrf)
+	aresp, err := auditor.Do(post)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aresp.Body.Close()
+	if aresp.StatusCode != http.StatusForbidden {
+		t.Fatalf("an auditor's approval: %s, want 403", aresp.Status)
 	}
 	if r := c.kubegate(t, ctx, 2, "approver", "approve", held.ID, "--reason", "through node-2"); r.code != 0 {
 		t.Fatalf("approve through node-2: %s", r.stderr)
