@@ -469,16 +469,26 @@ func (f *follower) read() (events []audit.CastEvent, done bool) {
 			f.started = true
 			continue
 		}
-		c, err := audit.ParseCast(bytes.NewReader(append([]byte(`{"version":2,"width":1,"height":1}`+"\n"), line...)))
-		if err != nil || len(c.Events) != 1 {
-			continue
+		ev, ok := decodeEvent(line)
+		if !ok {
+			continue // not an event: skipped, as the player would
 		}
-		ev := c.Events[0]
 		if ev.Code == audit.CodeExit {
 			done = true
 		}
 		events = append(events, ev)
 	}
+}
+
+// decodeEvent reads an asciicast event line, [time, code, data].
+func decodeEvent(line []byte) (audit.CastEvent, bool) {
+	var parts []json.RawMessage
+	var ev audit.CastEvent
+	if json.Unmarshal(line, &parts) != nil || len(parts) != 3 ||
+		json.Unmarshal(parts[0], &ev.Time) != nil || json.Unmarshal(parts[1], &ev.Code) != nil || json.Unmarshal(parts[2], &ev.Data) != nil {
+		return audit.CastEvent{}, false
+	}
+	return ev, true
 }
 
 func (f *follower) atEnd() bool { return f.eof && len(f.partial) == 0 }
