@@ -6,14 +6,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kubegate/kubegate/internal/stack"
 	"github.com/kubegate/kubegate/internal/testenv"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
+
+// prompt is a root shell's prompt on a line of its own.
+var prompt = regexp.MustCompile(`(?m)^# ?$`)
 
 // consolePolicy holds the agent's changes in prod for a person's approval.
 const consolePolicy = `
@@ -70,8 +75,17 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("installing playwright-core (make console-e2e-deps): %v", err)
 	}
 	playwrightDir := strings.TrimSpace(string(out))
+	kubegateBin, err := buildKubegate() // the CLI approves and denies; built before the clock starts
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	env := testenv.Get(t)
+	t0 := time.Now()
+	step := func(format string, args ...any) {
+		t.Helper()
+		t.Logf("+%.1fs "+format, append([]any{time.Since(t0).Seconds()}, args...)...)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	st, err := stack.Start(ctx, env, stack.Options{Dir: filepath.Join(env.Dir, "kubegate-console"), Policy: consolePolicy, Console: true})
@@ -79,6 +93,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("starting kubegate with its console: %v", err)
 	}
 
+	step("kubegate with its console is up")
 	// The agent's exec -it session, in a real terminal.
 	tctx, tcancel := context.WithTimeout(ctx, testTimeout)
 	defer tcancel()
@@ -104,7 +119,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	if r := runKubegate(t, tctx, approverEnv, "approve", heldExec, "--reason", "debugging the incident"); r.code != 0 {
 		t.Fatalf("approving the exec: %s", r.stderr)
 	}
-	if !waitUntil(tctx, func() bool { return strings.HasPrefix(strings.TrimSpace(term.screen()), "#") }) {
+	step("approved the held exec %s", heldExec)
+	if !waitUntil(tctx, func() bool { return prompt.MatchString(term.screen()) }) {
 		t.Fatalf("the shell never prompted; screen:\n%s", term.screen())
 	}
 	term.typeLine("echo console-typed-$((6*7))")
@@ -116,7 +132,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("kubectl did not exit with 3; screen:\n%s", term.screen())
 	}
 	session := sessionEvent(t, st.AuditPath, marker)
-	t.Logf("exec -it session recorded: %s", session.AuditID)
+	step("exec -it session recorded: %s", session.AuditID)
 
 	// A call with a JSON body, for the API timeline.
 	timelineCM := fmt.Sprintf("console-timeline-%x", randomBytes(t, 3))
@@ -125,10 +141,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("kubectl create configmap: %v: %s", err, b)
 	}
 
+	step("created the configmaps")
 	// A session that stays live, for the browser to watch and kill.
 	live := startTmux(t, tctx, "console-live", fmt.Sprintf("env KUBECONFIG=%s %s exec -it toolbox -- sh -c 'exec sh' console-live; echo kubectl-exit=$?; sleep 600",
 		st.Kubeconfigs["agent"], kubectlBin()))
-	if !waitUntil(tctx, func() bool { return strings.HasPrefix(strings.TrimSpace(live.screen()), "#") }) {
+	if !waitUntil(tctx, func() bool { return prompt.MatchString(live.screen()) }) {
 		t.Fatalf("the live shell never prompted; screen:\n%s", live.screen())
 	}
 	live.typeLine("echo started-$((2*3))")
@@ -149,10 +166,6 @@ func TestConsoleInBrowser(t *testing.T) {
 		artifacts = t.TempDir()
 	} else {
 		artifacts = filepath.Join(artifacts, t.Name())
-	}
-	kubegateBin, err := buildKubegate()
-	if err != nil {
-		t.Fatal(err)
 	}
 	cmd := exec.CommandContext(ctx, "node", filepath.Join(root, "console", "e2e", "console.cjs"))
 	cmd.Env = append(os.Environ(),
@@ -177,7 +190,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		"KUBEGATE="+kubegateBin,
 		"APPROVER_KUBECONFIG="+st.Kubeconfigs["approver"],
 	)
-	t.Log("running the browser script")
+	step("running the browser script")
 	b, err := cmd.CombinedOutput()
 	t.Logf("browser script output:\n%s", b)
 	t.Logf("screenshots: %s", artifacts)
