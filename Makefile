@@ -7,7 +7,7 @@ BIN       ?= bin
 DEMO_DIR  ?= .demo
 FUZZTIME  ?= 30s
 # Debian packages the tests and the demo need; installed only when missing.
-APT_PACKAGES ?= tmux asciinema
+APT_PACKAGES ?= tmux asciinema chromium
 
 .PHONY: help
 help: ## Show this help
@@ -19,13 +19,32 @@ deps: ## Install missing Debian packages (only those not installed)
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; fi
+	@# node and npm build the console's assets and drive its browser test; a
+	@# machine with another node distribution keeps it.
+	@if ! command -v npm >/dev/null; then SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm; fi
+
+# The web console's third-party assets (asciinema-player, pinned in
+# console/web/package-lock.json) are installed into the cache outside the
+# repository and copied into console/ui/vendor/, which go:embed takes into
+# the binary. Nothing is fetched at run time.
+CONSOLE_VENDOR := console/ui/vendor
+.PHONY: console-assets
+console-assets: ## Install the console's pinned npm assets (cached) into console/ui/vendor
+	@src=$$(hack/npm-cache.sh console/web)/node_modules/asciinema-player/dist/bundle; \
+	mkdir -p $(CONSOLE_VENDOR); \
+	for f in asciinema-player.min.js asciinema-player.css; do cmp -s $$src/$$f $(CONSOLE_VENDOR)/$$f || cp $$src/$$f $(CONSOLE_VENDOR)/$$f; done
+
+.PHONY: console-e2e-deps
+console-e2e-deps: ## Install playwright-core (pinned in console/e2e/package-lock.json) into the cache for the browser test
+	@hack/npm-cache.sh console/e2e >/dev/null
 
 .PHONY: tools
 tools: ## Build the pinned kube-apiserver, etcd, Dex and versitygw (S3) into the cache (minutes when cold, instant when warm)
 	@hack/build-tools.sh >/dev/null
 
 .PHONY: build
-build: ## Build kubegate and the test kubelet into bin/ (and bin/kubectl-kubegate, the kubectl plugin)
+build: console-assets ## Build kubegate and the test kubelet into bin/ (and bin/kubectl-kubegate, the kubectl plugin)
 	$(GO) build -o $(BIN)/ ./cmd/...
 	ln -sf kubegate $(BIN)/kubectl-kubegate
 
@@ -35,12 +54,12 @@ build: ## Build kubegate and the test kubelet into bin/ (and bin/kubectl-kubegat
 # tenfold, which exposes an upstream SPDY truncation under a slow consumer
 # (see the streams issue). Relays and cluster state have -race tests of their
 # own in the first run.
-test: deps tools ## Run all tests: unit, and end to end through the real kubectl against a real control plane
+test: deps tools console-assets console-e2e-deps ## Run all tests: unit, and end to end through the real kubectl against a real control plane
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e$$)
 	$(GO) test -count=1 ./e2e/
 
 .PHONY: demo
-demo: deps tools ## Start a local cluster with kubegate in front, print what to try (Ctrl-C stops it)
+demo: deps tools console-assets ## Start a local cluster with kubegate in front, print what to try (Ctrl-C stops it)
 	$(GO) build -o $(BIN)/kubegate ./cmd/kubegate
 	$(BIN)/kubegate demo run --dir $(DEMO_DIR)
 

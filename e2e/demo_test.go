@@ -45,7 +45,7 @@ func TestDemoUpDown(t *testing.T) {
 			_ = exec.Command(bin, "demo", "down", "--dir", dir).Run()
 		}
 	}()
-	for _, want := range []string{"kubegate demo is up", "agent.kubeconfig", "kubectl get pods -n dev", "kubegate approve ID"} {
+	for _, want := range []string{"kubegate demo is up", "agent.kubeconfig", "kubectl get pods -n dev", "kubegate approve ID", "web console      https://"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("demo up output lacks %q:\n%s", want, out)
 		}

@@ -43,6 +43,8 @@ type haCluster struct {
 	dir   string
 	nodes []*stack.Stack
 	raft  []string // peer addresses
+	// console serves the web console on node 0.
+	console bool
 }
 
 var (
@@ -62,12 +64,18 @@ func ha(t *testing.T) *haCluster {
 }
 
 func startHA(env *testenv.Env, n int) (*haCluster, error) {
-	dir := filepath.Join(env.Dir, "kubegate-ha")
+	return startHAIn(env, n, "kubegate-ha", false)
+}
+
+// startHAIn starts n nodes with their files under env.Dir/name; with
+// console, node 0 serves the web console.
+func startHAIn(env *testenv.Env, n int, name string, console bool) (*haCluster, error) {
+	dir := filepath.Join(env.Dir, name)
 	ca, err := testenv.NewPeerCA(filepath.Join(dir, "peer-ca"), "kubegate-peers")
 	if err != nil {
 		return nil, err
 	}
-	c := &haCluster{env: env, ca: ca, dir: dir}
+	c := &haCluster{env: env, ca: ca, dir: dir, console: console}
 	for range n {
 		c.raft = append(c.raft, stack.FreeAddr())
 	}
@@ -106,7 +114,7 @@ cluster:
   tls: {certFile: %s, keyFile: %s, caFile: %s}
 `, name, addr, i == 0, strings.Join(c.raft, ", "), cert, key, ca.CAFile)
 	return stack.Start(context.Background(), c.env, stack.Options{
-		Dir: filepath.Join(c.dir, name), Policy: haPolicy + clusterYAML, Binary: bin,
+		Dir: filepath.Join(c.dir, name), Policy: haPolicy + clusterYAML, Binary: bin, Console: c.console && i == 0,
 	})
 }
 

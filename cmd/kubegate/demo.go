@@ -81,6 +81,7 @@ func demoRun(ctx context.Context, dir string) error {
 		Policy:      stack.DemoPolicy,
 		Log:         slog.New(slog.NewTextHandler(logFile, nil)),
 		Credentials: demoCredentials(env, dir, self),
+		Console:     true,
 	})
 	if err != nil {
 		return err
@@ -176,6 +177,8 @@ func demoInfo(dir, binDir string, st *stack.Stack, clusterAdmin string) string {
 kubegate demo is up.
 
   kubegate         %s   (admin: %s/metrics)
+  web console      %s
+                   sign in as approver@kubegate.test, password in %s/secrets/approver.password
   config           %s
   audit events     %s
   kubeconfigs      %s/{agent,approver,admin,ci-bot}.kubeconfig (through kubegate)
@@ -206,7 +209,7 @@ Replay what happened:
   tail -n 3 %s | jq .
 
 Stop it with Ctrl-C (or 'kubegate demo down --dir %s' after 'demo up').
-`, st.URL, st.AdminURL, st.ConfigPath, st.AuditPath, dir, clusterAdmin, st.Kubeconfigs["agent"], dir, binDir, dir, dir, st.AuditPath, st.AuditPath, dir)
+`, st.URL, st.AdminURL, st.ConsoleURL, dir, st.ConfigPath, st.AuditPath, dir, clusterAdmin, st.Kubeconfigs["agent"], dir, binDir, dir, dir, st.AuditPath, st.AuditPath, dir)
 }
 
 // demoUp starts `kubegate demo run` in the background, in its own session,

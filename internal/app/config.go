@@ -35,6 +35,9 @@ type Config struct {
 	Cluster ClusterConfig `json:"cluster"`
 	// Approvals configures requests for grants and notifications.
 	Approvals ApprovalsConfig `json:"approvals"`
+	// Console serves the web console for approvers and auditors under
+	// /ui/ on the gateway's listener. The zero value serves none.
+	Console ConsoleConfig `json:"console"`
 	// DrainTimeout is how long open exec, attach and port-forward sessions
 	// may go on after SIGTERM before they are closed. Zero means 30s.
 	DrainTimeout policy.Duration `json:"drainTimeout"`
@@ -136,6 +139,52 @@ type WebhookConfig struct {
 	HeadersFile string `json:"headersFile"`
 	// CAFile verifies an https receiver. Empty means the system roots.
 	CAFile string `json:"caFile"`
+}
+
+// ConsoleConfig configures the web console (see package console).
+type ConsoleConfig struct {
+	// Enabled serves the console under /ui/. False, the default, serves
+	// none.
+	Enabled bool `json:"enabled"`
+	// Issuer is the name or URL of the identity issuer people sign in
+	// with. Empty means the first OIDC issuer of identity.issuers.
+	Issuer string `json:"issuer"`
+	// ClientID is the OAuth2 client the console signs in as; its ID tokens
+	// must carry the issuer's audience. Empty means that audience. Its
+	// redirect URL, URL + "/ui/callback", must be registered with the
+	// issuer.
+	ClientID string `json:"clientID"`
+	// ClientSecretFile holds the client's secret. Empty means a public
+	// client, protected by PKCE alone.
+	ClientSecretFile string `json:"clientSecretFile"`
+	// URL is the console's external origin, "https://host:port". Empty
+	// means https:// and the gateway's listening address.
+	URL string `json:"url"`
+	// ApproverGroups may decide on access requests and kill sessions in
+	// the console. Empty means the policy's default approvers.
+	ApproverGroups []string `json:"approverGroups"`
+	// AuditorGroups may see everything and change nothing. Empty means
+	// nobody.
+	AuditorGroups []string `json:"auditorGroups"`
+	// SessionTTL bounds a console session; it never outlives the ID token.
+	// Zero means 8h.
+	SessionTTL policy.Duration `json:"sessionTTL"`
+}
+
+// consoleIssuer returns the identity issuer the console signs in with.
+func (c *Config) consoleIssuer() (IssuerConfig, error) {
+	for _, is := range c.Identity.Issuers {
+		if is.Kind == "kubernetes" {
+			continue
+		}
+		if c.Console.Issuer == "" || c.Console.Issuer == is.Name || c.Console.Issuer == is.URL {
+			return is, nil
+		}
+	}
+	if c.Console.Issuer == "" {
+		return IssuerConfig{}, errors.New("console: identity.issuers has no OIDC issuer to sign in with")
+	}
+	return IssuerConfig{}, fmt.Errorf("console.issuer %q names no OIDC issuer of identity.issuers", c.Console.Issuer)
 }
 
 // TLSConfig names the serving certificate and key files. Both are required.
@@ -373,6 +422,11 @@ func (c *Config) validate() error {
 		case "", "json", "slack":
 		default:
 			return fmt.Errorf("approvals.webhooks[%d].format %q: want json or slack", i, w.Format)
+		}
+	}
+	if c.Console.Enabled {
+		if _, err := c.consoleIssuer(); err != nil {
+			return err
 		}
 	}
 	if c.Audit.File.MaxSizeBytes == 0 {

@@ -21,6 +21,9 @@ func TestExampleConfigLoads(t *testing.T) {
 	if _, err := policy.New(cfg.Policy); err != nil {
 		t.Errorf("example policy does not compile: %v", err)
 	}
+	if is, err := cfg.consoleIssuer(); err != nil || is.Name != "corp-idp" || !cfg.Console.Enabled {
+		t.Errorf("console issuer: %+v, %v", is, err)
+	}
 }
 
 func TestBadConfigsAreClearErrors(t *testing.T) {
@@ -31,6 +34,8 @@ func TestBadConfigsAreClearErrors(t *testing.T) {
 		{"no issuer", "tls: {certFile: a, keyFile: b}\naudit: {file: {path: /tmp/x}}\n", "issuer"},
 		{"bad skew", strings.Replace(base, "audience: k", "audience: k, clockSkew: soon", 1), "clockSkew"},
 		{"no audit path", "tls: {certFile: a, keyFile: b}\nidentity: {issuers: [{url: https://x, audience: k}]}\n", "audit.file.path"},
+		{"console issuer unknown", base + "console: {enabled: true, issuer: nope}\n", `console.issuer "nope"`},
+		{"console without an OIDC issuer", strings.Replace(base, "audience: k", "audience: k, kind: kubernetes", 1) + "console: {enabled: true}\n", "no OIDC issuer"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

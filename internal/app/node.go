@@ -20,6 +20,7 @@ import (
 	"github.com/kubegate/kubegate/audit"
 	"github.com/kubegate/kubegate/cluster"
 	"github.com/kubegate/kubegate/cluster/raftnode"
+	"github.com/kubegate/kubegate/console"
 	"github.com/kubegate/kubegate/gateway"
 	"github.com/kubegate/kubegate/identity"
 	"github.com/kubegate/kubegate/k8swire"
@@ -47,6 +48,7 @@ type Node struct {
 	hooks   []*notify.Webhook
 	drain   time.Duration
 	pprof   bool
+	console *console.Console // nil when the console is off
 }
 
 // New builds a node from cfg and binds its listeners, so that Addr and
@@ -112,12 +114,13 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 		}
 	}()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newRaftCollector(rn))
+	approvals := newTimedApprovals(rn, reg)
 	gw, err := gateway.New(gateway.Config{
 		Upstream: upstream, Transport: transport, Authenticator: authn, Policy: engine,
 		Audit: sink, Metrics: gateway.NewMetrics(reg), Log: log,
 		StreamUpstream: restCfg, Recorder: recorder(cfg.Audit.Recordings.Dir),
 		ForwardCapture: forwardCapture(cfg.Audit.Recordings.Dir),
-		Approvals:      newTimedApprovals(rn, reg), GrantApprovers: engine.DefaultApprovers(), NodeID: cfg.Cluster.NodeID,
+		Approvals:      approvals, GrantApprovers: engine.DefaultApprovers(), NodeID: cfg.Cluster.NodeID,
 		MaxGrantDuration: time.Duration(cfg.Approvals.MaxGrantDuration), GrantRequestTTL: time.Duration(cfg.Approvals.GrantRequestTTL),
 		Notifier: notifier, Masker: masker, MaskExemptGroups: cfg.Masking.ExemptGroups,
 	})
@@ -125,17 +128,27 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 		return nil, err
 	}
 	gwRef = gw
-	front, err := tlsfront.New(tlsfront.Config{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, Handler: gw, Log: log})
-	if err != nil {
-		return nil, err
-	}
-	n = &Node{log: log, gw: gw, front: front, sink: sink, raft: rn, hooks: hooks, drain: time.Duration(cfg.DrainTimeout), pprof: cfg.Admin.Pprof}
-	n.admin = &http.Server{Handler: n.adminHandler(reg), ReadHeaderTimeout: 10 * time.Second}
+	n = &Node{log: log, gw: gw, sink: sink, raft: rn, hooks: hooks, drain: time.Duration(cfg.DrainTimeout), pprof: cfg.Admin.Pprof}
 	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
+	defer func() {
+		if err != nil {
+			n.ln.Close()
+		}
+	}()
+	n.console, err = newConsole(cfg, gw, authn, approvals, engine.DefaultApprovers().Groups,
+		clusterSessions{node: rn, gw: gw, log: log}, n.ln.Addr(), log)
+	if err != nil {
+		return nil, err
+	}
+	front, err := tlsfront.New(tlsfront.Config{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, Handler: withConsole(gw, n.console), Log: log})
+	if err != nil {
+		return nil, err
+	}
+	n.front = front
+	n.admin = &http.Server{Handler: n.adminHandler(reg), ReadHeaderTimeout: 10 * time.Second}
 	if n.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
-		n.ln.Close()
 		return nil, fmt.Errorf("admin listener on %s: %w", cfg.Admin.Listen, err)
 	}
 	return n, nil
@@ -204,6 +217,14 @@ func (n *Node) adminHandler(reg *prometheus.Registry) http.Handler {
 	return mux
 }
 
+// ConsoleURL is the web console's address, or "" when it is off.
+func (n *Node) ConsoleURL() string {
+	if n.console == nil {
+		return ""
+	}
+	return n.console.URL()
+}
+
 // Addr is the gateway's listening address.
 func (n *Node) Addr() string { return n.ln.Addr().String() }
 
@@ -238,6 +259,11 @@ func (n *Node) Run(ctx context.Context) error {
 	adminErr := make(chan error, 1)
 	go func() { adminErr <- n.admin.Serve(n.adminLn) }()
 	n.log.Info("kubegate serving", "addr", n.Addr(), "admin", n.AdminAddr())
+	if n.console != nil {
+		n.log.Info("web console serving", "url", n.console.URL())
+		stop := context.AfterFunc(ctx, n.console.Shutdown) // its event streams end, so shutdown need not wait for them
+		defer stop()
+	}
 	err := n.front.Serve(ctx, n.ln)
 	// The listener no longer accepts; streams in progress get until the
 	// drain deadline to finish, then are closed with a message (their

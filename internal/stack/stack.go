@@ -47,6 +47,11 @@ type Options struct {
 	// Pprof serves Go's profiles on the admin listener (admin.pprof), for
 	// profiling a benchmark's kubegate from outside.
 	Pprof bool
+	// Console serves the web console, signing in with Dex's client, on an
+	// address from Dex.ConsoleAddr (whose redirect URL Dex knows);
+	// approvers are the policy's, auditors group dex:auditors. False
+	// serves none.
+	Console bool
 }
 
 // Stack is a running kubegate node in front of the Env's cluster.
@@ -61,6 +66,8 @@ type Stack struct {
 	// dex:agents), "approver" (dex:approvers), "admin" (dex:platform-admins)
 	// and "ci-bot" (the ServiceAccount dev/ci-bot).
 	Kubeconfigs map[string]string
+	// ConsoleURL is the web console's address; empty without Console.
+	ConsoleURL string
 	// Node is the running node, when it runs in this process.
 	Node *app.Node
 
@@ -102,6 +109,13 @@ func Start(ctx context.Context, env *testenv.Env, o Options) (*Stack, error) {
 		// A child process must come back on the same ports after a
 		// restart: the kubeconfigs name them.
 		o.Listen, adminListen = FreeAddr(), FreeAddr()
+	}
+	if o.Console {
+		addr, err := env.Dex.ConsoleAddr()
+		if err != nil {
+			return nil, err
+		}
+		o.Listen = addr
 	}
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1:0"
@@ -148,7 +162,21 @@ identity:
 audit:
   file:
     path: %s
-`, o.Listen, adminListen, o.Pprof, certFile, keyFile, upstream, env.Dex.Issuer, env.Dex.ClientID, env.CAFile, env.ServiceAccountIssuer, env.CAFile, s.AuditPath) + o.Audit + o.Policy
+`, o.Listen, adminListen, o.Pprof, certFile, keyFile, upstream, env.Dex.Issuer, env.Dex.ClientID, env.CAFile, env.ServiceAccountIssuer, env.CAFile, s.AuditPath) + o.Audit
+	if o.Console {
+		secretFile := filepath.Join(o.Dir, "console-client-secret")
+		if err := os.WriteFile(secretFile, []byte(env.Dex.ClientSecret), 0o600); err != nil {
+			return nil, err
+		}
+		cfgText += fmt.Sprintf(`console:
+  enabled: true
+  issuer: dex
+  clientSecretFile: %s
+  auditorGroups: ["dex:auditors"]
+`, secretFile)
+		s.ConsoleURL = "https://" + o.Listen + "/ui/"
+	}
+	cfgText += o.Policy
 	if err := os.WriteFile(s.ConfigPath, []byte(cfgText), 0o600); err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -37,6 +38,12 @@ type Dex struct {
 	ClientSecret string
 	// Users are the users that can log in, by Name.
 	Users map[string]User
+	// consoleAddrs are loopback addresses, free when Dex started, whose
+	// https://ADDR/ui/callback are registered redirect URLs of ClientID:
+	// a kubegate serving its web console listens on one (ConsoleAddr).
+	consoleAddrs []string
+	consoleMu    sync.Mutex
+	consoleNext  int
 
 	http *http.Client
 }
@@ -46,6 +53,7 @@ var defaultUsers = []User{
 	{Name: "agent", Email: "agent@kubegate.test", Groups: []string{"agents"}},
 	{Name: "approver", Email: "approver@kubegate.test", Groups: []string{"approvers"}},
 	{Name: "admin", Email: "admin@kubegate.test", Groups: []string{"platform-admins"}},
+	{Name: "auditor", Email: "auditor@kubegate.test", Groups: []string{"auditors"}},
 }
 
 // dexConfig is the subset of Dex's configuration the harness writes.
@@ -97,6 +105,12 @@ func (e *Env) startDex(ctx context.Context, bin string, p *pki) error {
 		ClientSecret: randomString(24),
 		Users:        map[string]User{},
 	}
+	redirects := []string{"http://127.0.0.1:8000/callback", "http://localhost:8000/callback"}
+	for range consoleAddrCount {
+		addr := "127.0.0.1:" + strconv.Itoa(freePort())
+		d.consoleAddrs = append(d.consoleAddrs, addr)
+		redirects = append(redirects, "https://"+addr+"/ui/callback")
+	}
 	var cfg dexConfig
 	cfg.Issuer = d.Issuer
 	cfg.Storage.Type = "memory"
@@ -109,7 +123,7 @@ func (e *Env) startDex(ctx context.Context, bin string, p *pki) error {
 	cfg.EnablePasswordDB = true
 	cfg.StaticClients = []dexStaticClient{{
 		ID: d.ClientID, Secret: d.ClientSecret, Name: "kubegate",
-		RedirectURIs: []string{"http://127.0.0.1:8000/callback", "http://localhost:8000/callback"},
+		RedirectURIs: redirects,
 	}}
 	for i, u := range defaultUsers {
 		u.Password = randomString(16)
@@ -153,6 +167,22 @@ func (e *Env) startDex(ctx context.Context, bin string, p *pki) error {
 	}
 	e.Dex = d
 	return nil
+}
+
+// consoleAddrCount is how many kubegate web consoles one Env can serve.
+const consoleAddrCount = 4
+
+// ConsoleAddr hands out a listening address for a kubegate that serves
+// its web console: Dex knows https://ADDR/ui/callback as a redirect URL of
+// ClientID. Each call returns another; it fails once all are taken.
+func (d *Dex) ConsoleAddr() (string, error) {
+	d.consoleMu.Lock()
+	defer d.consoleMu.Unlock()
+	if d.consoleNext == len(d.consoleAddrs) {
+		return "", fmt.Errorf("dex: all %d console addresses are taken", len(d.consoleAddrs))
+	}
+	d.consoleNext++
+	return d.consoleAddrs[d.consoleNext-1], nil
 }
 
 // Token logs user in with the password grant and returns the ID token, whose
