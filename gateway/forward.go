@@ -51,6 +51,16 @@ func (g *Gateway) newProxy() *httputil.ReverseProxy {
 			if x != nil {
 				id = x.id
 			}
+			if x != nil && x.bodyTimedOut.Load() {
+				// The transport reports the client's slow body as its own
+				// failure: it is the client's.
+				x.upErr = nil
+				err := fmt.Errorf("%w: the body was not sent within %s", ErrBodyTimeout, g.cfg.BodyReadTimeout)
+				g.cfg.Metrics.limitRefused(err)
+				code, reason := statusFor(err)
+				writeStatus(w, code, reason, "kubegate: "+err.Error(), id, x.req)
+				return
+			}
 			if errors.Is(err, ErrMasking) {
 				if x != nil {
 					x.upErr, x.maskErr = nil, err
