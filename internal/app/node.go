@@ -120,12 +120,19 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 		Approvals:      newTimedApprovals(rn, reg), GrantApprovers: engine.DefaultApprovers(), NodeID: cfg.Cluster.NodeID,
 		MaxGrantDuration: time.Duration(cfg.Approvals.MaxGrantDuration), GrantRequestTTL: time.Duration(cfg.Approvals.GrantRequestTTL),
 		Notifier: notifier, Masker: masker, MaskExemptGroups: cfg.Masking.ExemptGroups,
+		Limits: gateway.Limits{
+			RequestsPerSecond: cfg.Limits.RequestsPerSecond, Burst: cfg.Limits.Burst, MaxStreams: cfg.Limits.MaxStreams,
+		},
+		MaxBodyBytes: cfg.Limits.MaxBodyBytes, BodyReadTimeout: time.Duration(cfg.Limits.BodyReadTimeout),
 	})
 	if err != nil {
 		return nil, err
 	}
 	gwRef = gw
-	front, err := tlsfront.New(tlsfront.Config{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, Handler: gw, Log: log})
+	front, err := tlsfront.New(tlsfront.Config{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, Handler: gw, Log: log,
+		HandshakeTimeout: time.Duration(cfg.Limits.HandshakeTimeout), ReadHeaderTimeout: time.Duration(cfg.Limits.ReadHeaderTimeout),
+		IdleTimeout: time.Duration(cfg.Limits.IdleTimeout), MaxHeaderBytes: cfg.Limits.MaxHeaderBytes,
+		MaxConnections: cfg.Limits.MaxConnections, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}
