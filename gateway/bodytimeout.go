@@ -21,8 +21,8 @@ var ErrBodyTimeout = errors.New("request body not received in time")
 // are not long-running (watches, logs, proxies and exec, attach and
 // port-forward streams go on as long as they need): it sets a read
 // deadline on the client's connection (the HTTP/2 stream) and clears it
-// once the body is read or closed, so that a slow response is not cut
-// off. A body that misses the deadline fails with ErrBodyTimeout, which is
+// once the body is read to its end, so that the server's wait for the
+// client to go away does not cut off a slow response. A body that misses the deadline fails with ErrBodyTimeout, which is
 // also noted in x for the proxy's error handler (the transport reports a
 // failed body as its own error).
 func (g *Gateway) boundBody(w http.ResponseWriter, r *http.Request, x *exchange, req *k8swire.Request) {
@@ -57,8 +57,9 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close keeps the deadline of a body not read to its end: the server
+// drains what is left of it, and a slow client must not stall that.
 func (b *deadlineBody) Close() error {
-	b.clearDeadline()
 	return b.ReadCloser.Close()
 }
 

@@ -65,6 +65,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if secs := retryAfterSeconds(err); secs > 0 {
 			rec.Header().Set("Retry-After", strconv.Itoa(secs))
 		}
+		if errors.Is(err, ErrBodyTimeout) {
+			rec.Header().Set("Connection", "close") // HTTP/2: GOAWAY
+		}
 		g.cfg.Metrics.limitRefused(err)
 		msg := g.message(err, x)
 		if code >= 500 {
