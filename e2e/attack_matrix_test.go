@@ -63,6 +63,7 @@ func TestAttackMatrix(t *testing.T) {
 		{"paths and classification", attackPaths},
 		{"request smuggling", attackSmuggling},
 		{"resource exhaustion", attackExhaustion},
+		{"TLS and admin endpoints", attackTLSAndAdmin},
 	}
 	total := 0
 	var counts []string

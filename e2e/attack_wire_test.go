@@ -39,9 +39,9 @@ func attackSmuggling(t *testing.T, k *attackKit) int {
 		{"pipelined allowed GET then denied DELETE", get + "\r\n" + hidden, []int{200, 403}},
 		{"absolute-form target", "DELETE https://evil.example/api/v1/namespaces/prod/configmaps/" + attackVictim + " HTTP/1.1\r\n" + host + auth + "\r\n", []int{403}},
 		{"Upgrade websocket on a list", get + "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", []int{501}},
-		{"h2c upgrade on an allowed path", get + "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", []int{502}},
+		{"h2c upgrade on an allowed path", get + "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", []int{400}},
 		{"h2c prior knowledge over http/1.1", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", []int{401}},
-		{"unknown Upgrade on exec in prod", "POST /api/v1/namespaces/prod/pods/toolbox/exec?command=sh&stdout=true HTTP/1.1\r\n" + host + auth + "Connection: Upgrade\r\nUpgrade: foo\r\n\r\n", []int{403}},
+		{"unknown Upgrade on exec in prod", "POST /api/v1/namespaces/prod/pods/toolbox/exec?command=sh&stdout=true HTTP/1.1\r\n" + host + auth + "Connection: Upgrade\r\nUpgrade: foo\r\n\r\n", []int{400}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -59,6 +59,7 @@ func attackSmuggling(t *testing.T, k *attackKit) int {
 			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Fatalf("statuses %v, want %v; first body %.300s", got, tc.want, firstBody(rs))
 			}
+			checkKubegateSays(t, tc.name, rs)
 		})
 	}
 	return len(cases)

@@ -25,15 +25,22 @@ var ErrBodyTimeout = errors.New("request body not received in time")
 // client to go away does not cut off a slow response. A body that misses the deadline fails with ErrBodyTimeout, which is
 // also noted in x for the proxy's error handler (the transport reports a
 // failed body as its own error).
-func (g *Gateway) boundBody(w http.ResponseWriter, r *http.Request, x *exchange, req *k8swire.Request) {
+//
+// It returns a copy of r with the wrapped body: the server's own request
+// must keep its body, by which it knows whether the body was closed
+// unread and the connection cannot be reused (a smuggled request would
+// follow on it).
+func (g *Gateway) boundBody(w http.ResponseWriter, r *http.Request, x *exchange, req *k8swire.Request) *http.Request {
 	if g.cfg.BodyReadTimeout <= 0 || r.Body == nil || r.Body == http.NoBody || (req != nil && longRunning(req)) {
-		return
+		return r
 	}
 	rc := http.NewResponseController(w)
 	if err := rc.SetReadDeadline(g.cfg.Now().Add(g.cfg.BodyReadTimeout)); err != nil {
-		return // the writer cannot bound reads (tests' recorders); nothing to clear
+		return r // the writer cannot bound reads (tests' recorders); nothing to clear
 	}
-	r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, x: x, timeout: g.cfg.BodyReadTimeout}
+	out := r.WithContext(r.Context())
+	out.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, x: x, timeout: g.cfg.BodyReadTimeout}
+	return out
 }
 
 // deadlineBody is a request body read under a deadline.

@@ -97,8 +97,7 @@ func (g *Gateway) serve(w *responseRecorder, r *http.Request, x *exchange) error
 		return err
 	}
 	if strings.HasPrefix(r.URL.Path, APIPrefix) {
-		g.boundBody(w, r, x, nil)
-		return g.serveAPI(w, r, x)
+		return g.serveAPI(w, g.boundBody(w, r, x, nil), x)
 	}
 	req, err := k8swire.Classify(r)
 	if err != nil {
@@ -108,7 +107,7 @@ func (g *Gateway) serve(w *responseRecorder, r *http.Request, x *exchange) error
 	if hasClientImpersonation(r.Header) {
 		return ErrClientImpersonation
 	}
-	g.boundBody(w, r, x, &req)
+	r = g.boundBody(w, r, x, &req)
 	if bodyVerbs[req.Verb] && req.Upgrade == k8swire.NoUpgrade && r.Body != nil && r.Body != http.NoBody {
 		if x.body, err = readBody(r.Body, g.cfg.MaxBodyBytes); err != nil {
 			return err
