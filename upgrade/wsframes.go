@@ -16,6 +16,14 @@ import (
 // ends rather than misroute stdin. kubectl and client-go never fragment.
 var ErrWebSocketFragmented = errors.New("fragmented WebSocket messages are not supported")
 
+// ErrWebSocketFrameTooLarge is a client frame over wsMaxFrame.
+var ErrWebSocketFrameTooLarge = errors.New("WebSocket frame too large")
+
+// wsMaxFrame bounds a client's WebSocket frame, as spdyMaxDataFrame does
+// SPDY's: the WebSocket server would buffer a whole frame of up to 32 MiB.
+// kubectl and client-go send stdin in frames of at most 32 KiB.
+const wsMaxFrame = spdyMaxDataFrame
+
 // wsCheckingWriter hijacks into a connection whose incoming WebSocket
 // frames are checked before the WebSocket server reads them.
 type wsCheckingWriter struct {
@@ -32,7 +40,7 @@ func (w wsCheckingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 // wsFrameReader follows the frame boundaries of a client's WebSocket byte
-// stream and fails on a fragmented message.
+// stream and fails on a fragmented message or a frame over wsMaxFrame.
 type wsFrameReader struct {
 	r io.Reader
 
@@ -73,6 +81,9 @@ func (f *wsFrameReader) check(p []byte) error {
 		}
 		f.left = wsPayloadLength(f.hdr[:size])
 		f.nhdr = 0
+		if f.left > wsMaxFrame {
+			return fmt.Errorf("%w: %d bytes, limit %d", ErrWebSocketFrameTooLarge, f.left, wsMaxFrame)
+		}
 	}
 	return nil
 }
