@@ -439,3 +439,31 @@ func BenchmarkLimiterAllow(b *testing.B) {
 		}
 	})
 }
+
+// TestMalformedBodyClosesTheConnection: after a body kubegate could not
+// read (a bad chunk size), the connection is closed, so bytes after it are
+// never taken for a request of their own. The body's read deadline must
+// not hide the unread body from the server.
+func TestMalformedBodyClosesTheConnection(t *testing.T) {
+	f := newLimitGateway(t, Config{BodyReadTimeout: time.Minute})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.front.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hidden := "GET /api/v1/namespaces/dev/pods HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good\r\n\r\n"
+	fmt.Fprintf(conn, "POST /api/v1/namespaces/dev/configmaps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n%s", hidden)
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second)) // a hung test's bound
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("status %s, want 400", resp.Status)
+	}
+	if next, err := http.ReadResponse(br, nil); err == nil {
+		t.Errorf("the bytes after the bad body were served as a request: %s", next.Status)
+	}
+}
