@@ -467,3 +467,42 @@ func TestMalformedBodyClosesTheConnection(t *testing.T) {
 		t.Errorf("the bytes after the bad body were served as a request: %s", next.Status)
 	}
 }
+
+// TestSlowBodyOverHTTP2Is408: the body read timeout bounds an HTTP/2
+// stream's body too, without touching the connection's other streams.
+func TestSlowBodyOverHTTP2Is408(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	f := newLimitGateway(t, Config{BodyReadTimeout: timeout})
+	h2 := httptest.NewUnstartedServer(f.front.Config.Handler)
+	h2.EnableHTTP2 = true
+	h2.StartTLS()
+	defer h2.Close()
+	client := h2.Client()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() { _, _ = io.WriteString(pw, `{"kind":`) }() // and then nothing
+	req, _ := http.NewRequest("POST", h2.URL+"/api/v1/namespaces/dev/configmaps", pr)
+	req.Header.Set("Authorization", "Bearer good")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	st := decodeStatus(t, b)
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(st.Message, "request body not received in time") {
+		t.Errorf("got %s %s %q, want HTTP/2 408", resp.Proto, resp.Status, st.Message)
+	}
+	// Another request over HTTP/2 is answered.
+	req2, _ := http.NewRequest("GET", h2.URL+"/api/v1/namespaces/dev/pods", nil)
+	req2.Header.Set("Authorization", "Bearer good")
+	resp2, err := client.Do(req2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if resp2.StatusCode != 200 {
+		t.Errorf("a later request: %s", resp2.Status)
+	}
+}
