@@ -72,10 +72,12 @@ func firstBody(rs []reply) string {
 	return rs[0].body
 }
 
-// attackExhaustion: oversized requests are refused with a status, and a
+// attackExhaustion: oversized requests are refused with a status, a
 // client that never finishes its headers is disconnected within the
 // front's read-header timeout (tlsfront's default, 10s; bounded at 25s
-// here, not measured).
+// here, not measured), one that never finishes its body gets 408 within
+// the body read timeout (5s on the test node), and stream frames over
+// kubegate's limits end their session.
 func attackExhaustion(t *testing.T, k *attackKit) int {
 	huge := strings.Repeat("a", 2<<20)
 	cases := []struct {
@@ -132,6 +134,21 @@ func attackExhaustion(t *testing.T, k *attackKit) int {
 		}},
 		{"slowloris: headers never finished", func(t *testing.T) {
 			if err := <-k.slowloris; err != nil {
+				t.Error(err)
+			}
+		}},
+		{"slowloris: body never finished", func(t *testing.T) {
+			if err := <-k.slowBody; err != nil {
+				t.Error(err)
+			}
+		}},
+		{"never-ending WebSocket frame on exec", func(t *testing.T) {
+			if err := k.neverEndingWebSocketFrame(); err != nil {
+				t.Error(err)
+			}
+		}},
+		{"zlib bomb in SPDY headers on exec", func(t *testing.T) {
+			if err := k.spdyZlibBomb(); err != nil {
 				t.Error(err)
 			}
 		}},
