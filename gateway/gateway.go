@@ -105,6 +105,10 @@ type Config struct {
 	// Limits bound each principal's request rate and concurrent streams.
 	// The zero value is Limits' defaults.
 	Limits Limits
+	// MaxFrameBytes bounds a client's SPDY data frames and WebSocket frames
+	// on exec, attach and port-forward sessions; a larger one ends the
+	// session. Zero means 256 KiB.
+	MaxFrameBytes int
 	// BodyReadTimeout bounds how long a client may take to send the body of
 	// a request that is not long-running (see longRunning): past it the
 	// request gets 408 and the connection is closed. Zero means 30s;

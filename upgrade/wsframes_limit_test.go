@@ -26,3 +26,22 @@ func TestWebSocketFrameLimit(t *testing.T) {
 		t.Errorf("a never-ending frame: %v", err)
 	}
 }
+
+// TestConfiguredFrameLimits: MaxFrameBytes replaces the default limit of
+// both readers.
+func TestConfiguredFrameLimits(t *testing.T) {
+	ws := &wsFrameReader{maxFrame: 100}
+	if err := ws.check(rcWSFrame(true, websocket.BinaryMessage, make([]byte, 100), true)); err != nil {
+		t.Errorf("a WebSocket frame at a limit of 100: %v", err)
+	}
+	if err := ws.check(rcWSFrame(true, websocket.BinaryMessage, make([]byte, 101), true)); !errors.Is(err, ErrWebSocketFrameTooLarge) {
+		t.Errorf("a WebSocket frame over a limit of 100: %v", err)
+	}
+	sp := &spdyFrameReader{maxData: 100}
+	if err := sp.check(spdyFrame(false, 100)); err != nil {
+		t.Errorf("a SPDY data frame at a limit of 100: %v", err)
+	}
+	if err := sp.check(spdyFrame(false, 101)); !errors.Is(err, ErrSPDYFrameTooLarge) {
+		t.Errorf("a SPDY data frame over a limit of 100: %v", err)
+	}
+}

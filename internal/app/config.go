@@ -48,9 +48,8 @@ type Config struct {
 // Kubernetes Status (429, 408, 413 or 431) and count in
 // kubegate_limit_refusals_total{limit} or
 // kubegate_tls_handshake_failures_total{reason}. Every zero value means
-// the default given; a negative number turns that limit off. SPDY and
-// WebSocket frame limits are fixed by the upgrade package (SPDY data frames
-// 256 KiB, control frames 64 KiB, header fields 8 KiB × 32).
+// the default given; a negative number turns that limit off. SPDY control
+// frames (64 KiB) and header blocks (32 fields of 8 KiB) have fixed bounds.
 type LimitsConfig struct {
 	// RequestsPerSecond is each user's sustained request rate (a token
 	// bucket); past it requests get 429 with Retry-After. Zero means 100.
@@ -67,6 +66,10 @@ type LimitsConfig struct {
 	MaxBodyBytes int64 `json:"maxBodyBytes"`
 	// MaxHeaderBytes bounds a request's headers (431). Zero means 1 MiB.
 	MaxHeaderBytes int `json:"maxHeaderBytes"`
+	// MaxFrameBytes bounds a client's SPDY data frames and WebSocket frames
+	// on exec, attach and port-forward; a larger one ends the session.
+	// Zero means 256 KiB (kubectl sends at most 32 KiB).
+	MaxFrameBytes int `json:"maxFrameBytes"`
 	// BodyReadTimeout bounds sending the body of a request that is not
 	// long-running (watches, logs, proxies and streams are): a slower body
 	// gets 408 and its connection is closed. Zero means 30s.
@@ -89,8 +92,10 @@ func (l LimitsConfig) validate() error {
 		return errors.New("limits.requestsPerSecond must be a number")
 	case l.Burst < 0:
 		return errors.New("limits.burst must not be negative (turn the rate limit off with a negative requestsPerSecond)")
-	case l.MaxBodyBytes < 0 || l.MaxHeaderBytes < 0:
-		return errors.New("limits.maxBodyBytes and maxHeaderBytes must not be negative: requests always have a size bound")
+	case l.MaxBodyBytes < 0 || l.MaxHeaderBytes < 0 || l.MaxFrameBytes < 0:
+		return errors.New("limits.maxBodyBytes, maxHeaderBytes and maxFrameBytes must not be negative: requests always have a size bound")
+	case l.MaxFrameBytes > 1<<24:
+		return errors.New("limits.maxFrameBytes must be at most 16 MiB (SPDY's largest frame)")
 	case l.HandshakeTimeout < 0 || l.ReadHeaderTimeout < 0 || l.IdleTimeout < 0:
 		return errors.New("limits.handshakeTimeout, readHeaderTimeout and idleTimeout must not be negative")
 	}

@@ -124,6 +124,7 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 			RequestsPerSecond: cfg.Limits.RequestsPerSecond, Burst: cfg.Limits.Burst, MaxStreams: cfg.Limits.MaxStreams,
 		},
 		MaxBodyBytes: cfg.Limits.MaxBodyBytes, BodyReadTimeout: time.Duration(cfg.Limits.BodyReadTimeout),
+		MaxFrameBytes: cfg.Limits.MaxFrameBytes,
 	})
 	if err != nil {
 		return nil, err
