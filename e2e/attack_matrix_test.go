@@ -41,6 +41,10 @@ type attackKit struct {
 	// slowloris reports how a connection that never finished its headers,
 	// opened when the kit was made, ended: nil once the server closed it.
 	slowloris chan error
+	// slowBody reports how a request whose body never arrived in full,
+	// sent when the kit was made, ended: nil for kubegate's 408 and a
+	// closed connection.
+	slowBody chan error
 }
 
 // The prod objects the cases aim at.
@@ -63,6 +67,7 @@ func TestAttackMatrix(t *testing.T) {
 		{"paths and classification", attackPaths},
 		{"request smuggling", attackSmuggling},
 		{"resource exhaustion", attackExhaustion},
+		{"TLS and admin endpoints", attackTLSAndAdmin},
 	}
 	total := 0
 	var counts []string
@@ -96,9 +101,11 @@ func newAttackKit(t *testing.T) *attackKit {
 	}
 	k.slowloris = make(chan error, 1)
 	go func() { k.slowloris <- k.slowHeaders() }()
+	k.slowBody = make(chan error, 1)
 	if k.agent, err = env.Dex.Token(ctx, "agent"); err != nil {
 		t.Fatal(err)
 	}
+	go func() { k.slowBody <- k.slowBodySend() }()
 	if k.bot, err = env.ServiceAccountToken(ctx, "dev", "ci-bot", "kubegate", time.Hour); err != nil {
 		t.Fatal(err)
 	}
@@ -284,6 +291,33 @@ func (k *attackKit) slowHeaders() error {
 	}
 	if strings.Contains(string(b), " 200 ") {
 		return fmt.Errorf("an unfinished request was answered: %q", b)
+	}
+	return nil
+}
+
+// slowBodySend sends a create whose body stops after its first bytes, and
+// returns nil once kubegate answered 408 and closed the connection. The
+// bound (60s) is the test node's body read timeout (5s) plus slack.
+func (k *attackKit) slowBodySend() error {
+	conn, err := tls.Dial("tcp", k.host, k.tlsCfg.Clone())
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	fmt.Fprintf(conn, "POST /api/v1/namespaces/dev/configmaps HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"apiVersion\":", k.host, k.agent)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return fmt.Errorf("no answer to a body that stalled: %w", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	r := reply{code: resp.StatusCode, header: resp.Header, body: string(b)}
+	if r.code != http.StatusRequestTimeout || !fromKubegate(r) || statusReason(r.body) != metav1.StatusReasonTimeout {
+		return fmt.Errorf("a stalled body got %d %.300s, want kubegate's 408", r.code, r.body)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		return fmt.Errorf("after the 408: %v, want the connection closed", err)
 	}
 	return nil
 }

@@ -39,9 +39,9 @@ func attackSmuggling(t *testing.T, k *attackKit) int {
 		{"pipelined allowed GET then denied DELETE", get + "\r\n" + hidden, []int{200, 403}},
 		{"absolute-form target", "DELETE https://evil.example/api/v1/namespaces/prod/configmaps/" + attackVictim + " HTTP/1.1\r\n" + host + auth + "\r\n", []int{403}},
 		{"Upgrade websocket on a list", get + "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", []int{501}},
-		{"h2c upgrade on an allowed path", get + "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", []int{502}},
+		{"h2c upgrade on an allowed path", get + "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", []int{400}},
 		{"h2c prior knowledge over http/1.1", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", []int{401}},
-		{"unknown Upgrade on exec in prod", "POST /api/v1/namespaces/prod/pods/toolbox/exec?command=sh&stdout=true HTTP/1.1\r\n" + host + auth + "Connection: Upgrade\r\nUpgrade: foo\r\n\r\n", []int{403}},
+		{"unknown Upgrade on exec in prod", "POST /api/v1/namespaces/prod/pods/toolbox/exec?command=sh&stdout=true HTTP/1.1\r\n" + host + auth + "Connection: Upgrade\r\nUpgrade: foo\r\n\r\n", []int{400}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -59,6 +59,7 @@ func attackSmuggling(t *testing.T, k *attackKit) int {
 			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Fatalf("statuses %v, want %v; first body %.300s", got, tc.want, firstBody(rs))
 			}
+			checkKubegateSays(t, tc.name, rs)
 		})
 	}
 	return len(cases)
@@ -71,10 +72,12 @@ func firstBody(rs []reply) string {
 	return rs[0].body
 }
 
-// attackExhaustion: oversized requests are refused with a status, and a
+// attackExhaustion: oversized requests are refused with a status, a
 // client that never finishes its headers is disconnected within the
 // front's read-header timeout (tlsfront's default, 10s; bounded at 25s
-// here, not measured).
+// here, not measured), one that never finishes its body gets 408 within
+// the body read timeout (5s on the test node), and stream frames over
+// kubegate's limits end their session.
 func attackExhaustion(t *testing.T, k *attackKit) int {
 	huge := strings.Repeat("a", 2<<20)
 	cases := []struct {
@@ -131,6 +134,21 @@ func attackExhaustion(t *testing.T, k *attackKit) int {
 		}},
 		{"slowloris: headers never finished", func(t *testing.T) {
 			if err := <-k.slowloris; err != nil {
+				t.Error(err)
+			}
+		}},
+		{"slowloris: body never finished", func(t *testing.T) {
+			if err := <-k.slowBody; err != nil {
+				t.Error(err)
+			}
+		}},
+		{"never-ending WebSocket frame on exec", func(t *testing.T) {
+			if err := k.neverEndingWebSocketFrame(); err != nil {
+				t.Error(err)
+			}
+		}},
+		{"zlib bomb in SPDY headers on exec", func(t *testing.T) {
+			if err := k.spdyZlibBomb(); err != nil {
 				t.Error(err)
 			}
 		}},

@@ -109,8 +109,9 @@ func startGateway(env *testenv.Env) (*gatewayEnv, error) {
 		return nil, err
 	}
 	st, err := stack.Start(context.Background(), env, stack.Options{
-		Dir:    filepath.Join(env.Dir, "kubegate"),
-		Policy: testPolicy,
+		Dir: filepath.Join(env.Dir, "kubegate"),
+		// A short body read timeout lets the attack matrix wait for it.
+		Policy: testPolicy + "limits:\n  bodyReadTimeout: 5s\n",
 		Log:    slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {

@@ -46,6 +46,18 @@ func (g *Gateway) newProxy() *httputil.ReverseProxy {
 			if x != nil {
 				x.upErr = err
 			}
+			if x != nil && x.bodyTimedOut.Load() {
+				// The transport reports the client's slow body as its own
+				// failure (or as the request's cancellation, as the server
+				// cancels on a read error): it is the client's.
+				x.upErr = nil
+				err := fmt.Errorf("%w: the body was not sent within %s", ErrBodyTimeout, g.cfg.BodyReadTimeout)
+				g.cfg.Metrics.limitRefused(err)
+				w.Header().Set("Connection", "close")
+				code, reason := statusFor(err)
+				writeStatus(w, code, reason, "kubegate: "+err.Error(), x.id, x.req)
+				return
+			}
 			if errors.Is(err, r.Context().Err()) {
 				return // the client went away; there is no one to answer
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -101,6 +102,18 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies kubegate reads to decide on them.
 	// Zero means 3 MiB, the apiserver's own limit.
 	MaxBodyBytes int64
+	// Limits bound each principal's request rate and concurrent streams.
+	// The zero value is Limits' defaults.
+	Limits Limits
+	// MaxFrameBytes bounds a client's SPDY data frames and WebSocket frames
+	// on exec, attach and port-forward sessions; a larger one ends the
+	// session. Zero means 256 KiB.
+	MaxFrameBytes int
+	// BodyReadTimeout bounds how long a client may take to send the body of
+	// a request that is not long-running (see longRunning): past it the
+	// request gets 408 and the connection is closed. Zero means 30s;
+	// negative means no bound.
+	BodyReadTimeout time.Duration
 	// MaxAuditBodyBytes bounds request and response bodies copied into
 	// audit events at levels Request and RequestResponse. Zero means 64 KiB.
 	MaxAuditBodyBytes int
@@ -114,6 +127,7 @@ type Gateway struct {
 	proxy    *httputil.ReverseProxy
 	api      http.Handler // kubegate's own API under APIPrefix
 	sessions *Sessions
+	limiter  *limiter
 }
 
 // New validates cfg and builds the pipeline.
@@ -139,6 +153,12 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 3 << 20
 	}
+	if cfg.BodyReadTimeout == 0 {
+		cfg.BodyReadTimeout = 30 * time.Second
+	}
+	if cfg.MaxBodyBytes < 0 {
+		return nil, errors.New("gateway: maxBodyBytes must not be negative")
+	}
 	if cfg.MaxAuditBodyBytes == 0 {
 		cfg.MaxAuditBodyBytes = 64 << 10
 	}
@@ -154,7 +174,10 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.NodeID == "" {
 		cfg.NodeID = "kubegate"
 	}
-	g := &Gateway{cfg: cfg, sessions: NewSessions()}
+	if l := cfg.Limits; math.IsNaN(l.RequestsPerSecond) || math.IsInf(l.RequestsPerSecond, 0) || l.Burst < 0 {
+		return nil, errors.New("gateway: limits: requestsPerSecond must be a number and burst not negative")
+	}
+	g := &Gateway{cfg: cfg, sessions: NewSessions(), limiter: newLimiter(cfg.Limits)}
 	g.proxy = g.newProxy()
 	g.api = g.newAPI()
 	return g, nil

@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/kubegate/kubegate/identity"
@@ -35,6 +37,8 @@ type exchange struct {
 	mask       maskState // whether responses are masked
 	masked     bool      // the response body had something masked
 	maskErr    error     // masking failed; the client got an error instead
+	// bodyTimedOut is set when the request body missed its read deadline.
+	bodyTimedOut atomic.Bool
 }
 
 type ctxKey struct{}
@@ -58,6 +62,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if err := g.serve(rec, r, x); err != nil {
 		code, reason := statusFor(err)
+		if secs := retryAfterSeconds(err); secs > 0 {
+			rec.Header().Set("Retry-After", strconv.Itoa(secs))
+		}
+		if errors.Is(err, ErrBodyTimeout) {
+			rec.Header().Set("Connection", "close") // HTTP/2: GOAWAY
+		}
+		g.cfg.Metrics.limitRefused(err)
 		msg := g.message(err, x)
 		if code >= 500 {
 			log.Warn("request failed", "code", code, "err", err)
@@ -82,8 +93,11 @@ func (g *Gateway) serve(w *responseRecorder, r *http.Request, x *exchange) error
 	}
 	x.principal = p
 	x.credential = credentialID(r)
+	if err := g.limiter.allow(p.User, g.cfg.Now()); err != nil {
+		return err
+	}
 	if strings.HasPrefix(r.URL.Path, APIPrefix) {
-		return g.serveAPI(w, r, x)
+		return g.serveAPI(w, g.boundBody(w, r, x, nil), x)
 	}
 	req, err := k8swire.Classify(r)
 	if err != nil {
@@ -93,6 +107,7 @@ func (g *Gateway) serve(w *responseRecorder, r *http.Request, x *exchange) error
 	if hasClientImpersonation(r.Header) {
 		return ErrClientImpersonation
 	}
+	r = g.boundBody(w, r, x, &req)
 	if bodyVerbs[req.Verb] && req.Upgrade == k8swire.NoUpgrade && r.Body != nil && r.Body != http.NoBody {
 		if x.body, err = readBody(r.Body, g.cfg.MaxBodyBytes); err != nil {
 			return err
@@ -105,6 +120,12 @@ func (g *Gateway) serve(w *responseRecorder, r *http.Request, x *exchange) error
 		ContentType: r.Header.Get("Content-Type"),
 		Grants:      g.activeGrants(p.User, g.cfg.Now()),
 	})
+	if req.Via != "" && (x.decision.Action == policy.Allow || x.decision.Action == policy.RequireApproval) {
+		// Rules that deny exec, attach or port-forward deny it through a
+		// proxy too; what they would allow is not relayed that way, as
+		// kubegate could neither record nor mask it.
+		return ErrProxiedStream
+	}
 	switch x.decision.Action {
 	case policy.Allow:
 	case policy.RequireApproval:
@@ -121,6 +142,13 @@ func (g *Gateway) serve(w *responseRecorder, r *http.Request, x *exchange) error
 		}
 	}
 	x.mask = g.maskStateFor(x)
+	if streaming(&req, r) {
+		done, err := g.limiter.openStream(p.User, g.cfg.Now())
+		if err != nil {
+			return err
+		}
+		defer done()
+	}
 	if req.Upgrade != k8swire.NoUpgrade {
 		if req.Upgrade == k8swire.WebSocket && req.Verb == "watch" && req.IsResourceRequest && req.Subresource == "" && req.Stream == nil {
 			return g.serveWatchWebSocket(w, r, x)
@@ -179,6 +207,8 @@ func (g *Gateway) message(err error, x *exchange) string {
 		return fmt.Sprintf("kubegate: %s requires approval by rule %q, and approvals are unavailable, so it is refused: %v", describe(x.req), x.decision.Rule, err)
 	case x.api != nil:
 		return "kubegate: " + err.Error()
+	case errors.Is(err, ErrProxiedStream):
+		return fmt.Sprintf("kubegate: %s through %s is refused: kubegate relays exec, attach and port-forward only as pods/exec, pods/attach and pods/portforward, where it records and masks them", describe(x.req), x.req.Via)
 	case errors.Is(err, ErrClientImpersonation):
 		return "kubegate: impersonation headers from clients are not accepted; requests run as the authenticated identity"
 	case errors.Is(err, ErrStreamsUnavailable):

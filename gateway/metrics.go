@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"strconv"
 	"time"
 
@@ -15,6 +16,7 @@ type Metrics struct {
 	auditErrors    prometheus.Counter
 	holds          *prometheus.CounterVec
 	holdWait       prometheus.Histogram
+	limitRefusals  *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -41,9 +43,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "kubegate_hold_wait_seconds", Help: "How long held requests waited for a decision.",
 			Buckets: []float64{.1, .5, 1, 5, 15, 30, 60, 120, 300, 600, 1800},
 		}),
+		limitRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubegate_limit_refusals_total", Help: "Requests refused by a limit: rate, streams, body-size or body-timeout.",
+		}, []string{"limit"}),
+	}
+	for _, l := range []string{"rate", "streams", "body-size", "body-timeout"} {
+		m.limitRefusals.WithLabelValues(l) // export zeros, so rate() works from the first refusal
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency, m.upstreamErrors, m.auditErrors, m.holds, m.holdWait)
+		reg.MustRegister(m.requests, m.latency, m.upstreamErrors, m.auditErrors, m.holds, m.holdWait, m.limitRefusals)
 	}
 	return m
 }
@@ -51,4 +59,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) observe(verb, decision string, code int, d time.Duration) {
 	m.requests.WithLabelValues(verb, decision, strconv.Itoa(code)).Inc()
 	m.latency.WithLabelValues(verb, decision).Observe(d.Seconds())
+}
+
+// limitRefused counts err if a limit refused the request.
+func (m *Metrics) limitRefused(err error) {
+	var l string
+	switch {
+	case errors.Is(err, ErrRateLimited):
+		l = "rate"
+	case errors.Is(err, ErrTooManyStreams):
+		l = "streams"
+	case errors.Is(err, ErrBodyTooLarge):
+		l = "body-size"
+	case errors.Is(err, ErrBodyTimeout):
+		l = "body-timeout"
+	default:
+		return
+	}
+	m.limitRefusals.WithLabelValues(l).Inc()
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/kubegate/kubegate/identity"
@@ -31,12 +32,23 @@ var (
 	// ErrClientImpersonation is a client that sent its own Impersonate-*
 	// headers; kubegate alone decides whom it impersonates.
 	ErrClientImpersonation = errors.New("client impersonation refused")
+	// ErrProxiedStream is an exec, attach or port-forward sent through a
+	// proxy subresource (nodes/proxy to the kubelet, pods/proxy,
+	// services/proxy) that policy did not deny: kubegate relays those only
+	// as pods/exec, pods/attach and pods/portforward, recorded and masked.
+	ErrProxiedStream = errors.New("streams through a proxy are not relayed")
 )
 
 // statusFor maps a pipeline error to the HTTP code and Status reason a
 // Kubernetes client understands. It is the one place that does so.
 func statusFor(err error) (int, metav1.StatusReason) {
 	switch {
+	case errors.Is(err, ErrBodyTimeout):
+		return http.StatusRequestTimeout, metav1.StatusReasonTimeout
+	case errors.Is(err, ErrRateLimited), errors.Is(err, ErrTooManyStreams):
+		return http.StatusTooManyRequests, metav1.StatusReasonTooManyRequests
+	case errors.Is(err, k8swire.ErrMethodNotAllowed):
+		return http.StatusMethodNotAllowed, metav1.StatusReasonMethodNotAllowed
 	case errors.Is(err, identity.ErrIssuerUnavailable):
 		return http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable
 	case errors.Is(err, identity.ErrNoToken), errors.Is(err, identity.ErrInvalidToken),
@@ -44,7 +56,7 @@ func statusFor(err error) (int, metav1.StatusReason) {
 		return http.StatusUnauthorized, metav1.StatusReasonUnauthorized
 	case errors.Is(err, k8swire.ErrBadRequest):
 		return http.StatusBadRequest, metav1.StatusReasonBadRequest
-	case errors.Is(err, ErrDenied), errors.Is(err, ErrClientImpersonation),
+	case errors.Is(err, ErrDenied), errors.Is(err, ErrClientImpersonation), errors.Is(err, ErrProxiedStream),
 		errors.Is(err, ErrHoldDenied), errors.Is(err, ErrHoldExpired), errors.Is(err, ErrHoldUsed):
 		return http.StatusForbidden, metav1.StatusReasonForbidden
 	case errors.Is(err, ErrApprovalsUnavailable):
@@ -64,7 +76,9 @@ func statusFor(err error) (int, metav1.StatusReason) {
 }
 
 // writeStatus replies with a metav1.Status whose message ends with the
-// request id, so what kubectl prints can be matched to the audit event.
+// request id, so what kubectl prints can be matched to the audit event. A
+// Retry-After header already set on w is repeated in the details, as the
+// apiserver does.
 func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, message, requestID string, req *k8swire.Request) {
 	st := metav1.Status{
 		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
@@ -75,6 +89,12 @@ func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, me
 	}
 	if req != nil && req.IsResourceRequest {
 		st.Details = &metav1.StatusDetails{Name: req.Name, Group: req.APIGroup, Kind: req.Resource}
+	}
+	if secs, err := strconv.Atoi(w.Header().Get("Retry-After")); err == nil && secs > 0 {
+		if st.Details == nil {
+			st.Details = &metav1.StatusDetails{}
+		}
+		st.Details.RetryAfterSeconds = int32(secs)
 	}
 	b, _ := json.Marshal(st)
 	writeRefusal(w, code, "application/json", b)

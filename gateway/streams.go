@@ -111,7 +111,8 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, x *exchang
 		OutputFlushDelay: ttyFlushDelay(s.TTY),
 		Upstream:         upstream, URL: &u, Attach: x.req.Subresource == "attach", Command: s.Command,
 		Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, TTY: s.TTY,
-		Tap: tap, ContinueWithoutRecording: continueUnrecorded, Log: g.cfg.Log.With("request_id", x.id),
+		Tap: tap, ContinueWithoutRecording: continueUnrecorded, MaxFrameBytes: g.cfg.MaxFrameBytes,
+		Log: g.cfg.Log.With("request_id", x.id),
 	})
 	if rec != nil {
 		if e, ok := rec.(exitRecorder); ok && x.session.result.ExitCode >= 0 {
@@ -194,7 +195,8 @@ func (g *Gateway) servePortForward(w http.ResponseWriter, r *http.Request, x *ex
 		OnConnection: func(st upgrade.PortForwardConnStats) {
 			g.auditPortForwardConnection(r, x, st)
 		},
-		Log: g.cfg.Log.With("request_id", x.id),
+		MaxFrameBytes: g.cfg.MaxFrameBytes,
+		Log:           g.cfg.Log.With("request_id", x.id),
 	})
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/validation"
 	apirequest "k8s.io/apiserver/pkg/endpoints/request"
 )
 
@@ -47,6 +48,13 @@ type Request struct {
 	Upgrade Upgrade
 	// Stream describes exec, attach and portforward requests; nil otherwise.
 	Stream *Stream
+	// Via names the proxy subresource ("nodes/proxy", "pods/proxy" or
+	// "services/proxy") through which the request reaches a kubelet's or
+	// an apiserver's exec, run, attach or port-forward endpoint. Such a
+	// request is classified as the pods/exec, pods/attach or
+	// pods/portforward it amounts to, so rules about those apply; "" for
+	// every other request.
+	Via string
 }
 
 // Stream holds the parameters of an exec, attach or portforward request.
@@ -66,6 +74,13 @@ type Stream struct {
 // ErrBadRequest marks a request kubegate refuses to classify.
 var ErrBadRequest = errors.New("bad request")
 
+// ErrMethodNotAllowed marks a request whose HTTP method the Kubernetes API
+// does not serve (methods are case-sensitive: "delete" is not DELETE).
+var ErrMethodNotAllowed = errors.New("method not allowed")
+
+// methods are the HTTP methods the apiserver serves.
+var methods = sets.New(http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions)
+
 var streamSubresources = sets.New("exec", "attach", "portforward")
 
 var infoFactory = &apirequest.RequestInfoFactory{
@@ -74,9 +89,19 @@ var infoFactory = &apirequest.RequestInfoFactory{
 }
 
 // Classify describes r as a Kubernetes API request. It refuses paths the
-// apiserver might route differently from how they read: dot segments,
-// doubled slashes and encoded slashes.
+// apiserver might route differently from how they read (dot segments,
+// doubled slashes and encoded slashes), methods it does not serve,
+// namespaces that cannot exist (PROD is not prod), and upgrades other than
+// WebSocket and SPDY (h2c). An exec, attach or port-forward through a
+// proxy subresource is classified as the stream it amounts to (see Via).
 func Classify(r *http.Request) (Request, error) {
+	return classifyAt(r, 0)
+}
+
+func classifyAt(r *http.Request, depth int) (Request, error) {
+	if !methods.Has(r.Method) {
+		return Request{}, fmt.Errorf("%w: the Kubernetes API does not serve method %q (methods are case-sensitive)", ErrMethodNotAllowed, truncate(r.Method))
+	}
 	p := r.URL.Path
 	if p == "" || p[0] != '/' {
 		return Request{}, fmt.Errorf("%w: path %q is not absolute", ErrBadRequest, p)
@@ -94,6 +119,16 @@ func Classify(r *http.Request) (Request, error) {
 	if err != nil {
 		return Request{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
+	if info.IsResourceRequest && info.Verb == "" {
+		return Request{}, fmt.Errorf("%w: the Kubernetes API does not serve method %s on resources", ErrMethodNotAllowed, r.Method)
+	}
+	if info.Namespace != "" && len(validation.IsDNS1123Label(info.Namespace)) > 0 {
+		return Request{}, fmt.Errorf("%w: %q is not a namespace name (namespaces are lower-case DNS labels)", ErrBadRequest, truncate(info.Namespace))
+	}
+	up, err := upgradeOf(r)
+	if err != nil {
+		return Request{}, err
+	}
 	req := Request{
 		Verb:              info.Verb,
 		APIGroup:          info.APIGroup,
@@ -104,7 +139,12 @@ func Classify(r *http.Request) (Request, error) {
 		Name:              info.Name,
 		IsResourceRequest: info.IsResourceRequest,
 		Path:              p,
-		Upgrade:           upgradeOf(r),
+		Upgrade:           up,
+	}
+	if pr, ok, err := proxied(r, &req, info.Parts, depth); err != nil {
+		return Request{}, err
+	} else if ok {
+		return pr, nil
 	}
 	if req.IsResourceRequest && req.APIGroup == "" && req.Resource == "pods" && streamSubresources.Has(req.Subresource) {
 		if req.Upgrade != NoUpgrade {
@@ -121,18 +161,33 @@ func Classify(r *http.Request) (Request, error) {
 	return req, nil
 }
 
-// upgradeOf reports the protocol r asks to upgrade to.
-func upgradeOf(r *http.Request) Upgrade {
+// upgradeOf reports the protocol r asks to upgrade to, and refuses an
+// upgrade to anything but WebSocket and SPDY: h2c (HTTP/2 is offered with
+// TLS ALPN) or a protocol kubegate could not inspect.
+func upgradeOf(r *http.Request) (Upgrade, error) {
 	if !headerHasToken(r.Header, "Connection", "upgrade") {
-		return NoUpgrade
+		return NoUpgrade, nil
 	}
 	switch u := strings.ToLower(r.Header.Get("Upgrade")); {
 	case u == "websocket":
-		return WebSocket
+		return WebSocket, nil
 	case strings.HasPrefix(u, "spdy/"):
-		return SPDY
+		return SPDY, nil
+	case u == "":
+		return NoUpgrade, nil
+	case strings.HasPrefix(u, "h2c"):
+		return NoUpgrade, fmt.Errorf("%w: upgrading to h2c is not supported; use HTTP/2 over TLS (ALPN h2) or HTTP/1.1", ErrBadRequest)
+	default:
+		return NoUpgrade, fmt.Errorf("%w: upgrading to %q is not supported; kubegate relays only WebSocket and SPDY/3.1 upgrades", ErrBadRequest, truncate(u))
 	}
-	return NoUpgrade
+}
+
+// truncate shortens a client's string for an error message.
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
 }
 
 func headerHasToken(h http.Header, name, token string) bool {
@@ -150,10 +205,10 @@ func streamParams(r *http.Request, sub string) (*Stream, error) {
 	q := r.URL.Query()
 	s := &Stream{
 		Container: q.Get("container"),
-		Stdin:     boolParam(q["stdin"]),
-		Stdout:    boolParam(q["stdout"]),
-		Stderr:    boolParam(q["stderr"]),
-		TTY:       boolParam(q["tty"]),
+		Stdin:     BoolParam(q["stdin"]),
+		Stdout:    BoolParam(q["stdout"]),
+		Stderr:    BoolParam(q["stderr"]),
+		TTY:       BoolParam(q["tty"]),
 	}
 	switch sub {
 	case "exec":
@@ -172,12 +227,12 @@ func streamParams(r *http.Request, sub string) (*Stream, error) {
 	return s, nil
 }
 
-// boolParam parses a query flag the way the apiserver's parameter codec
+// BoolParam parses a query flag the way the apiserver's parameter codec
 // does for exec options (runtime.Convert_Slice_string_To_bool): only an
 // absent flag, "0" or "false" (any case) is false; any other first value,
 // even "" or "yes", is true. A stricter parse would let policy see tty=yes
 // as false while the apiserver allocates a TTY.
-func boolParam(vs []string) bool {
+func BoolParam(vs []string) bool {
 	if len(vs) == 0 {
 		return false
 	}

@@ -129,6 +129,7 @@ func TestNewRejects(t *testing.T) {
 		{"resource with two slashes", Config{Rules: []Rule{{Name: "a", Action: Allow, Resources: []string{"a/b/c"}}}}, []string{`entry "a/b/c"`}},
 		{"resource bad star", Config{Rules: []Rule{{Name: "a", Action: Allow, Resources: []string{"pods/*ec"}}}}, []string{`pattern "*ec"`}},
 		{"non-resource with resources", Config{Rules: []Rule{{Name: "a", Action: Allow, NonResourceURLs: []string{"/version"}, Resources: []string{"pods"}}}}, []string{"nonResourceURLs and resources exclude each other"}},
+		{"upper-case namespace", Config{Rules: []Rule{{Name: "a", Action: Deny, Namespaces: []string{"prod", "PROD"}}}}, []string{`namespaces entry "PROD" has upper-case letters`}},
 		{"non-resource with namespaces", Config{Rules: []Rule{{Name: "a", Action: Allow, NonResourceURLs: []string{"/version"}, Namespaces: []string{"x"}}}}, []string{"nonResourceURLs and namespaces"}},
 		{"relative non-resource url", Config{Rules: []Rule{{Name: "a", Action: Allow, NonResourceURLs: []string{"version"}}}}, []string{`entry "version"`}},
 		{"cel syntax error", Config{Rules: []Rule{{Name: "a", Action: Allow, Expression: "request.verb =="}}}, []string{`rules[0] ("a"): expression:`, "Syntax error"}},

@@ -212,6 +212,13 @@ func (r *Rule) normalize() error {
 	if r.Session.MaxDuration < 0 || r.Session.IdleTimeout < 0 {
 		return fmt.Errorf("session durations must not be negative")
 	}
+	for _, ns := range r.Namespaces {
+		if ns != strings.ToLower(ns) {
+			// kubegate refuses requests naming such a namespace (it cannot
+			// exist), so the entry would silently never match.
+			return fmt.Errorf("namespaces entry %q has upper-case letters: namespaces are lower-case DNS labels, so it would never match", ns)
+		}
+	}
 	if len(r.NonResourceURLs) > 0 {
 		resourceFields := []struct {
 			name string

@@ -57,6 +57,9 @@ type PortForwardConfig struct {
 	// with ErrPortForwardCapture. A slow writer slows the connection down.
 	// Nil means no capture.
 	Capture func(port int32, requestID string) (io.WriteCloser, error)
+	// MaxFrameBytes bounds a client's SPDY data frames; a larger one ends
+	// the session. Zero means 256 KiB.
+	MaxFrameBytes int
 	// Log receives the session's events; never headers or credentials. Nil
 	// means no logging.
 	Log *slog.Logger
@@ -177,7 +180,7 @@ func ServePortForward(w http.ResponseWriter, req *http.Request, cfg PortForwardC
 	}
 	log = log.With("protocol", string(proto))
 	s := newPortForwardSession(req.Context(), cfg, log)
-	hj := &portForwardHijackTracker{ResponseWriter: w, spdy: proto == portForwardClientSPDY}
+	hj := &portForwardHijackTracker{ResponseWriter: w, spdy: proto == portForwardClientSPDY, maxFrame: cfg.MaxFrameBytes}
 	// Whatever ends the session (the request's context, the apiserver
 	// connection) closes the client's connection, which ends the handler.
 	stop := context.AfterFunc(s.ctx, hj.closeConn)
@@ -389,10 +392,11 @@ func (s *portForwardSession) watchUpstream(up *portForwardUpstream) {
 // Unwrap on purpose: cri-streaming would then hijack the writer underneath.
 type portForwardHijackTracker struct {
 	http.ResponseWriter
-	spdy   bool // the client speaks SPDY on the connection: check its frames
-	mu     sync.Mutex
-	conn   net.Conn
-	closed bool
+	spdy     bool // the client speaks SPDY on the connection: check its frames
+	maxFrame int  // the SPDY data frame limit; zero means the default
+	mu       sync.Mutex
+	conn     net.Conn
+	closed   bool
 }
 
 var _ http.Hijacker = (*portForwardHijackTracker)(nil)
@@ -413,7 +417,7 @@ func (h *portForwardHijackTracker) Hijack() (net.Conn, *bufio.ReadWriter, error)
 		_ = conn.Close()
 	}
 	if h.spdy {
-		brw = bufio.NewReadWriter(bufio.NewReader(&spdyFrameReader{r: brw.Reader}), brw.Writer)
+		brw = bufio.NewReadWriter(bufio.NewReader(&spdyFrameReader{r: brw.Reader, maxData: h.maxFrame}), brw.Writer)
 	}
 	return conn, brw, nil
 }

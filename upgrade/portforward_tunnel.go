@@ -23,7 +23,7 @@ import (
 // The request has been checked to offer SPDY/3.1+portforward.k8s.io.
 func (s *portForwardSession) serveTunnel(w http.ResponseWriter, req *http.Request) {
 	spdyServer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		portforward.ServePortForward(&portForwardTunnelUpgrade{ResponseWriter: w}, r, s, s.pod, "", nil,
+		portforward.ServePortForward(&portForwardTunnelUpgrade{ResponseWriter: w, maxFrame: s.cfg.MaxFrameBytes}, r, s, s.pod, "", nil,
 			portForwardIdleTimeout, portForwardStreamCreationTimeout, portforward.SupportedProtocols)
 	})
 	proxy.NewTunnelingHandler(spdyServer).ServeHTTP(w, req)
@@ -39,7 +39,8 @@ func (s *portForwardSession) serveTunnel(w http.ResponseWriter, req *http.Reques
 // would, into the connection it hijacks.
 type portForwardTunnelUpgrade struct {
 	http.ResponseWriter
-	upgrade bool
+	upgrade  bool
+	maxFrame int // the SPDY data frame limit; zero means the default
 }
 
 var _ http.Hijacker = (*portForwardTunnelUpgrade)(nil)
@@ -72,5 +73,5 @@ func (w *portForwardTunnelUpgrade) Hijack() (net.Conn, *bufio.ReadWriter, error)
 		_ = conn.Close()
 		return nil, nil, fmt.Errorf("port-forward tunnel: upgrading the client's WebSocket: %w", err)
 	}
-	return conn, bufio.NewReadWriter(bufio.NewReader(&spdyFrameReader{r: conn}), bufio.NewWriter(conn)), nil
+	return conn, bufio.NewReadWriter(bufio.NewReader(&spdyFrameReader{r: conn, maxData: w.maxFrame}), bufio.NewWriter(conn)), nil
 }

@@ -50,6 +50,10 @@ type RemoteCommandConfig struct {
 	// parts further apart than this is then not masked whole. Zero holds
 	// back until more output comes or the stream ends.
 	OutputFlushDelay time.Duration
+	// MaxFrameBytes bounds a client's SPDY data frames and WebSocket frames;
+	// a larger one ends the session. Zero means 256 KiB (kubectl sends at
+	// most 32 KiB).
+	MaxFrameBytes int
 	// ContinueWithoutRecording keeps a session going when Tap fails. False
 	// (the default) ends the session: kubegate fails closed.
 	ContinueWithoutRecording bool

@@ -32,6 +32,8 @@ var spdyProtocols = []string{spdyProtocolV4, spdyProtocolV3, spdyProtocolV2, spd
 
 // Limits on what a client may send over SPDY. kubectl and client-go send
 // data frames of at most 32 KiB and a handful of short headers per stream.
+// spdyMaxDataFrame is the default of MaxFrameBytes (RemoteCommandConfig,
+// PortForwardConfig).
 const (
 	spdyMaxDataFrame    = 256 << 10
 	spdyMaxControlFrame = 64 << 10
@@ -62,7 +64,7 @@ func serveSPDY(w http.ResponseWriter, req *http.Request, opts *serverremotecomma
 		protocol = spdyProtocolV1 // a client that does not negotiate speaks v1
 	}
 	r.setProtocol("SPDY/3.1 " + protocol)
-	conn, err := upgradeSPDY(w, req)
+	conn, err := upgradeSPDY(w, req, r.cfg.MaxFrameBytes)
 	if err != nil {
 		r.finish(fmt.Errorf("%w: %w", ErrNoSession, err))
 		return
@@ -111,7 +113,7 @@ func serveSPDY(w http.ResponseWriter, req *http.Request, opts *serverremotecomma
 
 // upgradeSPDY answers 101 Switching Protocols and starts a SPDY server
 // connection on the hijacked connection, with kubegate's frame limits.
-func upgradeSPDY(w http.ResponseWriter, req *http.Request) (*spdystream.Connection, error) {
+func upgradeSPDY(w http.ResponseWriter, req *http.Request, maxData int) (*spdystream.Connection, error) {
 	if !strings.Contains(strings.ToLower(req.Header.Get(httpstream.HeaderConnection)), "upgrade") ||
 		!strings.Contains(strings.ToLower(req.Header.Get(httpstream.HeaderUpgrade)), "spdy/3.1") {
 		http.Error(w, "unable to upgrade: missing upgrade headers in request", http.StatusBadRequest)
@@ -130,7 +132,7 @@ func upgradeSPDY(w http.ResponseWriter, req *http.Request) (*spdystream.Connecti
 		return nil, fmt.Errorf("hijacking the connection: %w", err)
 	}
 	// rw.Reader holds what the HTTP server read ahead and reads on from c.
-	conn, err := spdystream.NewConnectionWithOptions(&readerConn{Conn: c, r: &spdyFrameReader{r: rw.Reader}}, true,
+	conn, err := spdystream.NewConnectionWithOptions(&readerConn{Conn: c, r: &spdyFrameReader{r: rw.Reader, maxData: maxData}}, true,
 		spdy.WithMaxControlFramePayloadSize(spdyMaxControlFrame),
 		spdy.WithMaxHeaderFieldSize(spdyMaxHeaderField),
 		spdy.WithMaxHeaderCount(spdyMaxHeaderCount))
@@ -241,7 +243,8 @@ func (c *readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // checked against kubegate's limits before spdystream allocates the frame
 // (it would take a data frame of up to 16 MiB).
 type spdyFrameReader struct {
-	r io.Reader
+	r       io.Reader
+	maxData int // the data frame limit; zero means spdyMaxDataFrame
 
 	hdr  [8]byte
 	nhdr int    // header bytes of the current frame seen so far
@@ -273,7 +276,7 @@ func (f *spdyFrameReader) check(p []byte) error {
 		}
 		f.nhdr = 0
 		length := uint32(f.hdr[5])<<16 | uint32(f.hdr[6])<<8 | uint32(f.hdr[7])
-		limit, kind := uint32(spdyMaxDataFrame), "data"
+		limit, kind := uint32(frameLimit(f.maxData)), "data"
 		if f.hdr[0]&0x80 != 0 {
 			limit, kind = spdyMaxControlFrame, "control"
 		}
@@ -283,4 +286,12 @@ func (f *spdyFrameReader) check(p []byte) error {
 		f.left = length
 	}
 	return nil
+}
+
+// frameLimit is a configured frame limit, or the default for zero.
+func frameLimit(n int) int {
+	if n <= 0 {
+		return spdyMaxDataFrame
+	}
+	return n
 }

@@ -58,7 +58,7 @@ func serveWebSocket(w http.ResponseWriter, req *http.Request, opts *serverremote
 		wsProtocolV5:       binary,
 	})
 	conn.SetIdleTimeout(streamIdleTimeout)
-	protocol, streams, err := conn.Open(wsCheckingWriter{w}, req)
+	protocol, streams, err := conn.Open(wsCheckingWriter{ResponseWriter: w, maxFrame: r.cfg.MaxFrameBytes}, req)
 	if err != nil {
 		// Open has already answered the client (the handshake failed).
 		r.finish(fmt.Errorf("websocket handshake: %w", err))

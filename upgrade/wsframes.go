@@ -16,10 +16,20 @@ import (
 // ends rather than misroute stdin. kubectl and client-go never fragment.
 var ErrWebSocketFragmented = errors.New("fragmented WebSocket messages are not supported")
 
+// ErrWebSocketFrameTooLarge is a client frame over wsMaxFrame.
+var ErrWebSocketFrameTooLarge = errors.New("WebSocket frame too large")
+
+// wsMaxFrame is the default bound of a client's WebSocket frame, as
+// spdyMaxDataFrame is SPDY's: the WebSocket server would buffer a whole
+// frame of up to 32 MiB. kubectl and client-go send stdin in frames of at
+// most 32 KiB.
+const wsMaxFrame = spdyMaxDataFrame
+
 // wsCheckingWriter hijacks into a connection whose incoming WebSocket
 // frames are checked before the WebSocket server reads them.
 type wsCheckingWriter struct {
 	http.ResponseWriter
+	maxFrame int // zero means wsMaxFrame
 }
 
 func (w wsCheckingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -28,13 +38,14 @@ func (w wsCheckingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	// rw.Reader holds what the HTTP server read ahead and reads on from c.
-	return c, bufio.NewReadWriter(bufio.NewReader(&wsFrameReader{r: rw.Reader}), rw.Writer), nil
+	return c, bufio.NewReadWriter(bufio.NewReader(&wsFrameReader{r: rw.Reader, maxFrame: w.maxFrame}), rw.Writer), nil
 }
 
 // wsFrameReader follows the frame boundaries of a client's WebSocket byte
-// stream and fails on a fragmented message.
+// stream and fails on a fragmented message or a frame over wsMaxFrame.
 type wsFrameReader struct {
-	r io.Reader
+	r        io.Reader
+	maxFrame int // zero means wsMaxFrame
 
 	hdr  [14]byte // the longest header: 2 + 8 (length) + 4 (mask)
 	nhdr int      // header bytes of the current frame seen so far
@@ -73,6 +84,9 @@ func (f *wsFrameReader) check(p []byte) error {
 		}
 		f.left = wsPayloadLength(f.hdr[:size])
 		f.nhdr = 0
+		if limit := uint64(frameLimit(f.maxFrame)); f.left > limit {
+			return fmt.Errorf("%w: %d bytes, limit %d", ErrWebSocketFrameTooLarge, f.left, limit)
+		}
 	}
 	return nil
 }

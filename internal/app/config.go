@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -38,9 +39,70 @@ type Config struct {
 	// Console serves the web console for approvers and auditors under
 	// /ui/ on the gateway's listener. The zero value serves none.
 	Console ConsoleConfig `json:"console"`
+	// Limits bound what each user and connection may take of kubegate.
+	// The zero value is sensible defaults, on.
+	Limits LimitsConfig `json:"limits"`
 	// DrainTimeout is how long open exec, attach and port-forward sessions
 	// may go on after SIGTERM before they are closed. Zero means 30s.
 	DrainTimeout policy.Duration `json:"drainTimeout"`
+}
+
+// LimitsConfig bounds what clients may take of kubegate; refusals are a
+// Kubernetes Status (429, 408, 413 or 431) and count in
+// kubegate_limit_refusals_total{limit} or
+// kubegate_tls_handshake_failures_total{reason}. Every zero value means
+// the default given; a negative number turns that limit off. SPDY control
+// frames (64 KiB) and header blocks (32 fields of 8 KiB) have fixed bounds.
+type LimitsConfig struct {
+	// RequestsPerSecond is each user's sustained request rate (a token
+	// bucket); past it requests get 429 with Retry-After. Zero means 100.
+	RequestsPerSecond float64 `json:"requestsPerSecond"`
+	// Burst is how many requests a user may make at once above the rate.
+	// Zero means 3 × requestsPerSecond.
+	Burst int `json:"burst"`
+	// MaxStreams bounds each user's concurrent exec, attach and
+	// port-forward sessions, watches and followed logs (429). Zero means
+	// 128.
+	MaxStreams int `json:"maxStreams"`
+	// MaxBodyBytes bounds the request bodies kubegate reads to decide on
+	// (413). Zero means 3 MiB, the apiserver's own limit.
+	MaxBodyBytes int64 `json:"maxBodyBytes"`
+	// MaxHeaderBytes bounds a request's headers (431). Zero means 1 MiB.
+	MaxHeaderBytes int `json:"maxHeaderBytes"`
+	// MaxFrameBytes bounds a client's SPDY data frames and WebSocket frames
+	// on exec, attach and port-forward; a larger one ends the session.
+	// Zero means 256 KiB (kubectl sends at most 32 KiB).
+	MaxFrameBytes int `json:"maxFrameBytes"`
+	// BodyReadTimeout bounds sending the body of a request that is not
+	// long-running (watches, logs, proxies and streams are): a slower body
+	// gets 408 and its connection is closed. Zero means 30s.
+	BodyReadTimeout policy.Duration `json:"bodyReadTimeout"`
+	// HandshakeTimeout bounds a client's TLS handshake. Zero means 10s.
+	HandshakeTimeout policy.Duration `json:"handshakeTimeout"`
+	// ReadHeaderTimeout bounds reading a request's headers. Zero means 10s.
+	ReadHeaderTimeout policy.Duration `json:"readHeaderTimeout"`
+	// IdleTimeout closes keep-alive connections idle this long. Zero
+	// means 2m.
+	IdleTimeout policy.Duration `json:"idleTimeout"`
+	// MaxConnections bounds open client connections; past it new ones
+	// wait in the listen backlog. Zero means 10000.
+	MaxConnections int `json:"maxConnections"`
+}
+
+func (l LimitsConfig) validate() error {
+	switch {
+	case math.IsNaN(l.RequestsPerSecond) || math.IsInf(l.RequestsPerSecond, 0):
+		return errors.New("limits.requestsPerSecond must be a number")
+	case l.Burst < 0:
+		return errors.New("limits.burst must not be negative (turn the rate limit off with a negative requestsPerSecond)")
+	case l.MaxBodyBytes < 0 || l.MaxHeaderBytes < 0 || l.MaxFrameBytes < 0:
+		return errors.New("limits.maxBodyBytes, maxHeaderBytes and maxFrameBytes must not be negative: requests always have a size bound")
+	case l.MaxFrameBytes > 1<<24:
+		return errors.New("limits.maxFrameBytes must be at most 16 MiB (SPDY's largest frame)")
+	case l.HandshakeTimeout < 0 || l.ReadHeaderTimeout < 0 || l.IdleTimeout < 0:
+		return errors.New("limits.handshakeTimeout, readHeaderTimeout and idleTimeout must not be negative")
+	}
+	return nil
 }
 
 // MaskingConfig configures masking; see k8swire.MaskConfig. The zero value
@@ -373,6 +435,9 @@ func (c *Config) validate() error {
 	}
 	if c.Admin.Listen == "" {
 		c.Admin.Listen = "127.0.0.1:9443"
+	}
+	if err := c.Limits.validate(); err != nil {
+		return err
 	}
 	if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
 		return errors.New("tls.certFile and tls.keyFile are required")

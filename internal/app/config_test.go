@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kubegate/kubegate/policy"
 	"sigs.k8s.io/yaml"
@@ -24,6 +25,9 @@ func TestExampleConfigLoads(t *testing.T) {
 	if is, err := cfg.consoleIssuer(); err != nil || is.Name != "corp-idp" || !cfg.Console.Enabled {
 		t.Errorf("console issuer: %+v, %v", is, err)
 	}
+	if l := cfg.Limits; l.RequestsPerSecond != 100 || l.Burst != 300 || l.MaxStreams != 128 || l.BodyReadTimeout != policy.Duration(30*time.Second) {
+		t.Errorf("limits: %+v", l)
+	}
 }
 
 func TestBadConfigsAreClearErrors(t *testing.T) {
@@ -33,6 +37,9 @@ func TestBadConfigsAreClearErrors(t *testing.T) {
 		{"no tls", "identity: {issuers: [{url: https://x, audience: k}]}\naudit: {file: {path: /tmp/x}}\n", "tls.certFile"},
 		{"no issuer", "tls: {certFile: a, keyFile: b}\naudit: {file: {path: /tmp/x}}\n", "issuer"},
 		{"bad skew", strings.Replace(base, "audience: k", "audience: k, clockSkew: soon", 1), "clockSkew"},
+		{"negative burst", base + "limits: {burst: -1}\n", "limits.burst"},
+		{"negative body size", base + "limits: {maxBodyBytes: -1}\n", "limits.maxBodyBytes"},
+		{"negative handshake timeout", base + "limits: {handshakeTimeout: -1s}\n", "limits.handshakeTimeout"},
 		{"no audit path", "tls: {certFile: a, keyFile: b}\nidentity: {issuers: [{url: https://x, audience: k}]}\n", "audit.file.path"},
 		{"console issuer unknown", base + "console: {enabled: true, issuer: nope}\n", `console.issuer "nope"`},
 		{"console without an OIDC issuer", strings.Replace(base, "audience: k", "audience: k, kind: kubernetes", 1) + "console: {enabled: true}\n", "no OIDC issuer"},

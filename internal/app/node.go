@@ -123,6 +123,11 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 		Approvals:      approvals, GrantApprovers: engine.DefaultApprovers(), NodeID: cfg.Cluster.NodeID,
 		MaxGrantDuration: time.Duration(cfg.Approvals.MaxGrantDuration), GrantRequestTTL: time.Duration(cfg.Approvals.GrantRequestTTL),
 		Notifier: notifier, Masker: masker, MaskExemptGroups: cfg.Masking.ExemptGroups,
+		Limits: gateway.Limits{
+			RequestsPerSecond: cfg.Limits.RequestsPerSecond, Burst: cfg.Limits.Burst, MaxStreams: cfg.Limits.MaxStreams,
+		},
+		MaxBodyBytes: cfg.Limits.MaxBodyBytes, BodyReadTimeout: time.Duration(cfg.Limits.BodyReadTimeout),
+		MaxFrameBytes: cfg.Limits.MaxFrameBytes,
 	})
 	if err != nil {
 		return nil, err
@@ -142,7 +147,10 @@ func New(cfg *Config, log *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	front, err := tlsfront.New(tlsfront.Config{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, Handler: withConsole(gw, n.console), Log: log})
+	front, err := tlsfront.New(tlsfront.Config{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, Handler: withConsole(gw, n.console), Log: log,
+		HandshakeTimeout: time.Duration(cfg.Limits.HandshakeTimeout), ReadHeaderTimeout: time.Duration(cfg.Limits.ReadHeaderTimeout),
+		IdleTimeout: time.Duration(cfg.Limits.IdleTimeout), MaxHeaderBytes: cfg.Limits.MaxHeaderBytes,
+		MaxConnections: cfg.Limits.MaxConnections, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}
