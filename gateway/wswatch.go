@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,8 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/kubegate/kubegate/k8swire"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/transport"
+	"github.com/kubegate/kubegate/upgrade"
 )
 
 // wsCloseWait bounds how long a close frame may take to write.
@@ -51,7 +48,8 @@ func (g *Gateway) serveWatchWebSocket(w http.ResponseWriter, r *http.Request, x 
 	} else {
 		hdr.Set("Origin", (&url.URL{Scheme: u.Scheme, Host: u.Host}).String())
 	}
-	up, resp, err := dialWebSocket(r.Context(), g.impersonating(x.principal), &u, hdr, websocket.Subprotocols(r))
+	up, resp, err := upgrade.DialWebSocket(r.Context(), g.impersonating(x.principal), &u, hdr,
+		websocket.Dialer{Subprotocols: websocket.Subprotocols(r), HandshakeTimeout: 30 * time.Second})
 	if err != nil {
 		if resp == nil {
 			return fmt.Errorf("%w: opening the watch: %w", ErrUpstream, err)
@@ -193,62 +191,4 @@ func (g *Gateway) passRefusal(w http.ResponseWriter, x *exchange, resp *http.Res
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(body)
 	return nil
-}
-
-// dialWebSocket opens a WebSocket to u as cfg says (TLS, credentials,
-// impersonation) with the headers hdr, offering the client's subprotocols,
-// if any. On a refused upgrade it returns the apiserver's response (with up
-// to 1 KiB of its body) along with the error.
-func dialWebSocket(ctx context.Context, cfg *rest.Config, u *url.URL, hdr http.Header, protocols []string) (*websocket.Conn, *http.Response, error) {
-	tc, err := cfg.TransportConfig()
-	if err != nil {
-		return nil, nil, err
-	}
-	tlsConfig, err := transport.TLSConfigFor(tc)
-	if err != nil {
-		return nil, nil, err
-	}
-	d := &wsDialer{dialer: websocket.Dialer{TLSClientConfig: tlsConfig, Subprotocols: protocols, Proxy: cfg.Proxy, HandshakeTimeout: 30 * time.Second}}
-	rt, err := transport.HTTPWrappersForConfig(tc, d)
-	if err != nil {
-		return nil, nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	req.Header = hdr
-	resp, err := rt.RoundTrip(req)
-	if err != nil {
-		return nil, d.resp, err
-	}
-	return d.conn, resp, nil
-}
-
-// wsDialer is the innermost round tripper of dialWebSocket: client-go's
-// wrappers add the credentials and impersonation headers, it dials.
-type wsDialer struct {
-	dialer websocket.Dialer
-	conn   *websocket.Conn
-	resp   *http.Response
-}
-
-func (d *wsDialer) RoundTrip(req *http.Request) (*http.Response, error) {
-	u := *req.URL
-	switch u.Scheme {
-	case "https":
-		u.Scheme = "wss"
-	case "http":
-		u.Scheme = "ws"
-	}
-	conn, resp, err := d.dialer.DialContext(req.Context(), u.String(), req.Header)
-	d.resp = resp
-	if err != nil {
-		if resp != nil && resp.Body == nil {
-			resp.Body = io.NopCloser(bytes.NewReader(nil))
-		}
-		return nil, err
-	}
-	d.conn = conn
-	return resp, nil
 }

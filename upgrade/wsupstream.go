@@ -44,11 +44,9 @@ const stdinBufSize = 8 << 10
 // newUpstreamExecutor). A session holds no buffer while it is idle but the
 // one its stdin is read into.
 type wsExecutor struct {
-	rt  http.RoundTripper // the apiserver's credentials around dial
-	url *url.URL
-	// dial opens the connection; it runs inside rt's RoundTrip, which adds
-	// the credential headers.
-	dial *wsDial
+	cfg    *rest.Config
+	url    *url.URL
+	status *upstreamStatus // told the protocol once connected
 }
 
 var _ clientremotecommand.Executor = (*wsExecutor)(nil)
@@ -56,35 +54,50 @@ var _ clientremotecommand.Executor = (*wsExecutor)(nil)
 // newWSExecutor prepares a session toward u with cfg's TLS settings and
 // credentials.
 func newWSExecutor(cfg *rest.Config, u *url.URL, status *upstreamStatus) (*wsExecutor, error) {
-	tlsConfig, err := rest.TLSConfigFor(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("building the apiserver TLS config: %w", err)
-	}
-	proxy := http.ProxyFromEnvironment
-	if cfg.Proxy != nil {
-		proxy = cfg.Proxy
-	}
-	d := &wsDial{status: status, dialer: websocket.Dialer{
-		Proxy:           proxy,
-		TLSClientConfig: tlsConfig,
-		Subprotocols:    []string{wsProtocolV5},
-		ReadBufferSize:  4 << 10,
-		WriteBufferPool: wsWriteBuffers,
-		WriteBufferSize: 32<<10 + 1,
-	}}
-	rt, err := rest.HTTPWrappersForConfig(cfg, d)
-	if err != nil {
-		return nil, fmt.Errorf("building the apiserver credentials: %w", err)
-	}
-	return &wsExecutor{rt: rt, url: u, dial: d}, nil
+	return &wsExecutor{cfg: cfg, url: u, status: status}, nil
 }
 
-// wsDial is an http.RoundTripper that opens a WebSocket connection and
-// keeps it.
+// DialWebSocket opens a WebSocket connection to u, an https URL, with
+// cfg's TLS settings, proxy and credentials: client-go's wrappers add the
+// bearer token and impersonation headers to hdr, then d dials (d's TLS
+// config and proxy are set here). A refused handshake returns
+// websocket.ErrBadHandshake with the server's response, its body unread
+// and the caller's to close.
+func DialWebSocket(ctx context.Context, cfg *rest.Config, u *url.URL, hdr http.Header, d websocket.Dialer) (*websocket.Conn, *http.Response, error) {
+	tlsConfig, err := rest.TLSConfigFor(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("building the apiserver TLS config: %w", err)
+	}
+	d.TLSClientConfig = tlsConfig
+	d.Proxy = http.ProxyFromEnvironment
+	if cfg.Proxy != nil {
+		d.Proxy = cfg.Proxy
+	}
+	dial := &wsDial{dialer: d}
+	rt, err := rest.HTTPWrappersForConfig(cfg, dial)
+	if err != nil {
+		return nil, nil, fmt.Errorf("building the apiserver credentials: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if hdr != nil {
+		req.Header = hdr.Clone()
+	}
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return nil, dial.resp, err
+	}
+	return dial.conn, resp, nil
+}
+
+// wsDial is the innermost round tripper of DialWebSocket: it dials and
+// keeps the connection, or the response of a refused handshake.
 type wsDial struct {
 	dialer websocket.Dialer
 	conn   *websocket.Conn
-	status *upstreamStatus // told the protocol once connected
+	resp   *http.Response
 }
 
 func (d *wsDial) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -99,10 +112,29 @@ func (d *wsDial) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	conn, resp, err := d.dialer.DialContext(req.Context(), u.String(), req.Header)
 	if err != nil {
+		if resp != nil && resp.Body == nil {
+			resp.Body = http.NoBody
+		}
+		d.resp = resp
+		return nil, err
+	}
+	d.conn = conn
+	return resp, nil
+}
+
+// dial opens the session's connection; a refused upgrade is an upgrade
+// failure, which lets the caller fall back to SPDY.
+func (e *wsExecutor) dial(ctx context.Context) (*websocket.Conn, error) {
+	conn, resp, err := DialWebSocket(ctx, e.cfg, e.url, nil, websocket.Dialer{
+		Subprotocols:    []string{wsProtocolV5},
+		ReadBufferSize:  4 << 10,
+		WriteBufferPool: wsWriteBuffers,
+		WriteBufferSize: 32<<10 + 1,
+	})
+	if err != nil {
 		if !errors.Is(err, websocket.ErrBadHandshake) {
 			return nil, err
 		}
-		// A refused upgrade lets the caller fall back to SPDY.
 		cause := err
 		if resp != nil {
 			cause = fmt.Errorf("%w (%s)", err, resp.Status)
@@ -110,13 +142,13 @@ func (d *wsDial) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, &streamhttp.UpgradeFailureError{Cause: cause}
 	}
+	_ = resp.Body.Close()
 	if conn.Subprotocol() != wsProtocolV5 {
 		_ = conn.Close()
 		return nil, &streamhttp.UpgradeFailureError{Cause: fmt.Errorf("the apiserver chose stream protocol %q, not %s", conn.Subprotocol(), wsProtocolV5)}
 	}
-	d.conn = conn
-	d.status.setProtocol("websocket " + wsProtocolV5)
-	return resp, nil
+	e.status.setProtocol("websocket " + wsProtocolV5)
+	return conn, nil
 }
 
 // Stream is StreamWithContext without a context.
@@ -129,16 +161,11 @@ func (e *wsExecutor) Stream(opts clientremotecommand.StreamOptions) error {
 // A session that ends without a status, cleanly or not, is
 // ErrUpstreamNoStatus (wrapping the connection's error, if any).
 func (e *wsExecutor) StreamWithContext(ctx context.Context, opts clientremotecommand.StreamOptions) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.url.String(), nil)
+	conn, err := e.dial(ctx)
 	if err != nil {
 		return err
 	}
-	resp, err := e.rt.RoundTrip(req)
-	if err != nil {
-		return err
-	}
-	_ = resp.Body.Close()
-	s := &wsSession{conn: e.dial.conn}
+	s := &wsSession{conn: conn}
 	defer s.conn.Close()
 	stop := context.AfterFunc(ctx, func() { _ = s.conn.Close() })
 	defer stop()
