@@ -50,6 +50,10 @@ func (r *Recording) timedFlush() {
 	if r.closed || r.err != nil {
 		return
 	}
+	if r.headerPending && r.elapsed() < headerWait {
+		r.armFlush() // still waiting for the first resize
+		return
+	}
 	r.pendingHeader()
 	for _, l := range []*lineFile{r.cast, r.stderr, r.raw} {
 		if l != nil {

@@ -123,36 +123,60 @@ func (c *cutWriter) Write(p []byte) (int, error) {
 }
 
 // TestRecordingSizeFromFirstResize: a terminal session's header waits for
-// the first resize and carries its size; another event first, or the
-// flush timer, writes it with the configured size.
+// the first resize and carries its size, events that come first held back
+// after it; once headerWait has passed, or held events would exceed
+// headerHoldBytes, the header is written with the configured size.
 func TestRecordingSizeFromFirstResize(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
-		act           func(r *Recording, ft *fakeTimer)
+		act           func(r *Recording, ft *fakeTimer, wait func())
 		width, height int
 		events        []string // event codes, in order
 	}{
-		{"resize first", func(r *Recording, _ *fakeTimer) {
+		{"resize first", func(r *Recording, _ *fakeTimer, _ func()) {
 			r.Resize(133, 42)
 			r.Output([]byte("$ "))
 			r.Resize(100, 30)
 		}, 133, 42, []string{"r", "o", "r"}},
-		{"output first", func(r *Recording, _ *fakeTimer) {
+		{"output first", func(r *Recording, _ *fakeTimer, _ func()) {
+			r.Output([]byte("$ "))
+			r.Input([]byte("l"))
+			r.Resize(133, 42)
+		}, 133, 42, []string{"o", "i", "r"}},
+		{"timer within the wait", func(r *Recording, ft *fakeTimer, _ func()) {
+			r.Output([]byte("$ "))
+			ft.fire()
+			r.Resize(133, 42)
+		}, 133, 42, []string{"o", "r"}},
+		{"timer after the wait", func(r *Recording, ft *fakeTimer, wait func()) {
+			r.Output([]byte("$ "))
+			wait()
+			ft.fire()
+			r.Resize(133, 42)
+		}, 80, 24, []string{"o", "r"}},
+		{"output after the wait", func(r *Recording, _ *fakeTimer, wait func()) {
+			wait()
 			r.Output([]byte("$ "))
 			r.Resize(133, 42)
 		}, 80, 24, []string{"o", "r"}},
-		{"timer first", func(r *Recording, ft *fakeTimer) {
-			ft.fire()
+		{"held output over the bound", func(r *Recording, _ *fakeTimer, _ func()) {
+			r.Output(bytes.Repeat([]byte("x"), headerHoldBytes/2))
+			r.Output(bytes.Repeat([]byte("y"), headerHoldBytes/2+1))
 			r.Resize(133, 42)
-		}, 80, 24, []string{"r"}},
-		{"nothing", func(*Recording, *fakeTimer) {}, 80, 24, nil},
+		}, 80, 24, []string{"o", "o", "r"}},
+		{"exit first", func(r *Recording, _ *fakeTimer, _ func()) {
+			r.Output([]byte("bye"))
+			r.Exit(0)
+		}, 80, 24, []string{"o", "x"}},
+		{"nothing", func(*Recording, *fakeTimer, func()) {}, 80, 24, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, ft := record(t, RecordingConfig{SizeFromFirstResize: true})
+			clock := newFakeClock(time.Millisecond)
+			r, ft := record(t, RecordingConfig{SizeFromFirstResize: true, Now: clock.Now})
 			if !ft.armed() {
 				t.Fatal("no flush is scheduled for the held-back header")
 			}
-			tc.act(r, ft)
+			tc.act(r, ft, func() { clock.advance(headerWait) })
 			c := readCast(t, closeRecording(t, r).Path)
 			if c.Header.Width != tc.width || c.Header.Height != tc.height {
 				t.Errorf("header size %dx%d, want %dx%d", c.Header.Width, c.Header.Height, tc.width, tc.height)
@@ -164,19 +188,30 @@ func TestRecordingSizeFromFirstResize(t *testing.T) {
 			if !slices.Equal(codes, tc.events) {
 				t.Errorf("events %v, want %v", codes, tc.events)
 			}
+			for i := 1; i < len(c.Events); i++ {
+				if c.Events[i].Time < c.Events[i-1].Time {
+					t.Errorf("event %d at %v before event %d at %v", i, c.Events[i].Time, i-1, c.Events[i-1].Time)
+				}
+			}
 		})
 	}
 }
 
 // TestRecordingHeldHeaderReachesDisk: a held-back header is on disk after
-// the timed flush, so a session that crashes before any event still
-// leaves a valid recording.
+// the first timed flush past headerWait, so a session that crashes
+// without a resize still leaves a valid recording.
 func TestRecordingHeldHeaderReachesDisk(t *testing.T) {
-	r, ft := record(t, RecordingConfig{SizeFromFirstResize: true})
+	clock := newFakeClock(time.Millisecond)
+	r, ft := record(t, RecordingConfig{SizeFromFirstResize: true, Now: clock.Now})
 	defer r.Close()
+	ft.fire()
 	if b, _ := os.ReadFile(r.cast.path); len(b) != 0 {
-		t.Fatalf("the file holds %q before the header's flush", b)
+		t.Fatalf("the file holds %q while the header waits for a resize", b)
 	}
+	if !ft.armed() {
+		t.Fatal("no flush is scheduled after the first")
+	}
+	clock.advance(headerWait)
 	ft.fire()
 	if c, err := castOnDisk(t, r); err != nil || c.Header.Version != 2 {
 		t.Fatalf("after the flush: %+v, %v; want a valid header", c, err)

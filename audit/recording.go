@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -27,9 +28,11 @@ type RecordingConfig struct {
 	Width, Height uint16
 	// SizeFromFirstResize, for a terminal session, holds the header back
 	// for the client's first resize, which kubectl sends as the session
-	// starts, so that the header carries the terminal's real size. The
-	// header is written with Width and Height instead if another event
-	// comes first, or when FlushInterval has passed.
+	// starts, so that the header carries the terminal's real size. Events
+	// that come first (a shell's prompt may overtake the resize) are held
+	// in memory, up to headerHoldBytes, and written after the header. The
+	// header is written with Width and Height instead once headerWait has
+	// passed without a resize, or when held events would exceed the bound.
 	SizeFromFirstResize bool
 	// Command is the exec argv, written shell-quoted into the header. Empty
 	// (attach) leaves "command" out.
@@ -131,8 +134,11 @@ type Recording struct {
 	bytes   [numStreams]int64
 	events  int
 	// headerPending: the header waits for the first resize (see
-	// RecordingConfig.SizeFromFirstResize).
+	// RecordingConfig.SizeFromFirstResize); early are the events held
+	// meanwhile, earlyBytes their size.
 	headerPending bool
+	early         []earlyEvent
+	earlyBytes    int
 	err           error // sticky; also Close's result
 	closed        bool
 	summary       RecordingSummary
@@ -253,7 +259,36 @@ func (r *Recording) pendingHeader() {
 	if r.headerPending && r.err == nil {
 		r.headerPending = false
 		r.fail(r.writeHeader())
+		for _, e := range r.early {
+			r.writeAt(e.s, e.d, e.p)
+		}
+		r.early, r.earlyBytes = nil, 0
 	}
+}
+
+// How long and how much a terminal session's header waits for the first
+// resize while events come (RecordingConfig.SizeFromFirstResize).
+const (
+	headerWait      = 2 * time.Second
+	headerHoldBytes = 64 << 10
+)
+
+// earlyEvent is an event held until the header is written.
+type earlyEvent struct {
+	s stream
+	d time.Duration
+	p []byte
+}
+
+// holdEarly keeps an event that comes while the header waits for the
+// first resize, and reports whether it did.
+func (r *Recording) holdEarly(s stream, d time.Duration, p []byte) bool {
+	if !r.headerPending || d >= headerWait || r.earlyBytes+len(p) > headerHoldBytes {
+		return false
+	}
+	r.early = append(r.early, earlyEvent{s: s, d: d, p: bytes.Clone(p)})
+	r.earlyBytes += len(p)
+	return true
 }
 
 // Input records data the client sent to stdin, as an "i" event.
@@ -312,16 +347,23 @@ func (r *Recording) write(s stream, p []byte) error {
 		return nil
 	}
 	r.bytes[s] += int64(len(p))
-	r.pendingHeader()
 	d := r.elapsed()
+	if !r.holdEarly(s, d, p) {
+		r.pendingHeader()
+		r.writeAt(s, d, p)
+	}
+	r.armFlush()
+	return r.err
+}
+
+// writeAt writes an event of stream s at offset d.
+func (r *Recording) writeAt(s stream, d time.Duration, p []byte) {
 	if s == stderr {
 		r.fail(r.writeStderr(d, p))
 	}
 	if head, body := r.carry[s].split(p, &r.scratch); r.err == nil && len(head)+len(body) > 0 {
 		r.fail(r.writeEvent(d, s.code(), head, body))
 	}
-	r.armFlush()
-	return r.err
 }
 
 // usable returns why the recording takes no more events, if it does not.
