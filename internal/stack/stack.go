@@ -44,6 +44,8 @@ type Options struct {
 	// file:, by two spaces they add to audit: (sinks:, spool:). Empty adds
 	// nothing.
 	Audit string
+	// Pprof serves Go's profiles on the admin listener (admin.pprof).
+	Pprof bool
 }
 
 // Stack is a running kubegate node in front of the Env's cluster.
@@ -109,6 +111,9 @@ func Start(ctx context.Context, env *testenv.Env, o Options) (*Stack, error) {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err
 	}
+	// Everything the node writes goes under Dir: its data and, for a
+	// child process, its log. The suite greps it for secrets at the end.
+	env.NoteOutput(o.Dir)
 	upstream, err := env.GatewayKubeconfig(ctx)
 	if err != nil {
 		return nil, err
@@ -122,6 +127,7 @@ func Start(ctx context.Context, env *testenv.Env, o Options) (*Stack, error) {
 listen: %s
 admin:
   listen: %s
+  pprof: %t
 tls:
   certFile: %s
   keyFile: %s
@@ -144,7 +150,7 @@ identity:
 audit:
   file:
     path: %s
-`, o.Listen, adminListen, certFile, keyFile, upstream, env.Dex.Issuer, env.Dex.ClientID, env.CAFile, env.ServiceAccountIssuer, env.CAFile, s.AuditPath) + o.Audit + o.Policy
+`, o.Listen, adminListen, o.Pprof, certFile, keyFile, upstream, env.Dex.Issuer, env.Dex.ClientID, env.CAFile, env.ServiceAccountIssuer, env.CAFile, s.AuditPath) + o.Audit + o.Policy
 	if err := os.WriteFile(s.ConfigPath, []byte(cfgText), 0o600); err != nil {
 		return nil, err
 	}

@@ -39,6 +39,8 @@ type Dex struct {
 	Users map[string]User
 
 	http *http.Client
+	// note records the secrets Dex hands out (Env.NoteSecret).
+	note func(what, value string)
 }
 
 // The users every Env's Dex knows.
@@ -96,7 +98,9 @@ func (e *Env) startDex(ctx context.Context, bin string, p *pki) error {
 		ClientID:     "kubegate",
 		ClientSecret: randomString(24),
 		Users:        map[string]User{},
+		note:         e.NoteSecret,
 	}
+	e.NoteSecret("Dex's client secret", d.ClientSecret)
 	var cfg dexConfig
 	cfg.Issuer = d.Issuer
 	cfg.Storage.Type = "memory"
@@ -113,6 +117,7 @@ func (e *Env) startDex(ctx context.Context, bin string, p *pki) error {
 	}}
 	for i, u := range defaultUsers {
 		u.Password = randomString(16)
+		e.NoteSecret("the Dex password of "+u.Name, u.Password)
 		hash, err := bcrypt.GenerateFromPassword([]byte(u.Password), bcrypt.MinCost+6) // Dex requires cost >= 10
 		if err != nil {
 			return err
@@ -194,6 +199,9 @@ func (d *Dex) Token(ctx context.Context, user string) (string, error) {
 	}
 	if tok.IDToken == "" {
 		return "", fmt.Errorf("dex token response has no id_token")
+	}
+	if d.note != nil {
+		d.note("a Dex ID token of "+user, tok.IDToken)
 	}
 	return tok.IDToken, nil
 }
