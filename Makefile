@@ -76,6 +76,8 @@ bench: deps tools build ## Benchmarks: micro, then kubegate vs direct vs nginx; 
 # a time (FUZZ_PKGS narrows the packages). A package that does not build,
 # or a target that finds a crasher, fails the run; the crasher is written
 # to the package's testdata/fuzz/FuzzXxx/, where `go test` replays it.
+# hack/fuzz-keep-corpus.sh then copies some of what the runs found from
+# Go's fuzz cache into the same folders, to commit as seed corpora.
 FUZZ_PKGS ?= ./...
 fuzz: ## Run every fuzz target for FUZZTIME each (default 30s); fails on a crasher
 	@set -eo pipefail; for pkg in $$($(GO) list $(FUZZ_PKGS) | grep -v -e /e2e$$ -e /bench$$); do \
