@@ -254,6 +254,9 @@ func (c *readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // whose length this reader would not have checked.
 type spdyFrameReader struct {
 	r io.Reader
+	// maxControl is the largest control frame taken; zero means
+	// spdyMaxControlFrame.
+	maxControl uint32
 
 	hdr  [8]byte
 	nhdr int    // header bytes of the current frame seen so far
@@ -301,6 +304,9 @@ func (f *spdyFrameReader) check(p []byte) error {
 		limit, kind := uint32(spdyMaxDataFrame), "data"
 		if f.hdr[0]&0x80 != 0 {
 			limit, kind = spdyMaxControlFrame, "control"
+			if f.maxControl > 0 {
+				limit = f.maxControl
+			}
 		}
 		if length > limit {
 			return fmt.Errorf("%w: %s frame of %d bytes, limit %d", ErrSPDYFrameTooLarge, kind, length, limit)
