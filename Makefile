@@ -91,13 +91,30 @@ bench: deps tools build ## Benchmarks: micro, then kubegate vs direct vs nginx; 
 	exit $$failed
 
 .PHONY: fuzz
-fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
-	@set -e; for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+# `make fuzz`: every Fuzz target of every package for FUZZTIME each, one at
+# a time (FUZZ_PKGS narrows the packages). A package that does not build,
+# or a target that finds a crasher, fails the run; the crasher is written
+# to the package's testdata/fuzz/FuzzXxx/, where `go test` replays it.
+# hack/fuzz-keep-corpus.sh then copies some of what the runs found from
+# Go's fuzz cache into the same folders, to commit as seed corpora.
+FUZZ_PKGS ?= ./...
+fuzz: ## Run every fuzz target for FUZZTIME each (default 30s); fails on a crasher
+	@set -eo pipefail; for pkg in $$($(GO) list $(FUZZ_PKGS) | grep -v -e /e2e$$ -e /bench$$); do \
+	  list=$$($(GO) test -list '^Fuzz' $$pkg) || { echo "$$list"; exit 1; }; \
+	  for f in $$(echo "$$list" | grep '^Fuzz' || true); do \
 	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
 	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+.PHONY: soak
+# `make soak SOAK=10m`: mixed load (API calls, watches, exec sessions and
+# port-forwards over both protocols) against kubegate as a child process
+# in front of the test cluster, then checks that goroutines, open files
+# and memory came back (bench/soak_test.go). Not part of `make test`.
+SOAK ?= 1m
+soak: deps tools ## Soak kubegate under mixed load for SOAK (default 1m); prints requests, sessions, errors, RSS, goroutines, fds
+	KUBEGATE_SOAK=$(SOAK) $(GO) test -run '^TestSoak$$' -count=1 -timeout=0 -v ./bench/
 
 .PHONY: lint
 lint: ## Check formatting (gofmt) and run go vet

@@ -108,6 +108,7 @@ func startGateway(env *testenv.Env) (*gatewayEnv, error) {
 	if err != nil {
 		return nil, err
 	}
+	env.NoteOutput(logFile.Name()) // grepped for secrets at the end of the suite
 	st, err := stack.Start(context.Background(), env, stack.Options{
 		Dir: filepath.Join(env.Dir, "kubegate"),
 		// A short body read timeout lets the attack matrix wait for it.

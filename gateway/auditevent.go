@@ -36,7 +36,7 @@ func (g *Gateway) auditEvent(r *http.Request, x *exchange, rec *responseRecorder
 		Level:                    level,
 		AuditID:                  types.UID(x.id),
 		Stage:                    auditv1.StageResponseComplete,
-		RequestURI:               r.URL.RequestURI(),
+		RequestURI:               g.auditRequestURI(r.URL),
 		Verb:                     strings.ToLower(r.Method),
 		SourceIPs:                sourceIPs(r),
 		UserAgent:                r.UserAgent(),

@@ -78,7 +78,7 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, x *exchang
 	if g.cfg.Recorder == nil {
 		err = errors.New("no session recorder is configured")
 	} else {
-		rec, err = g.cfg.Recorder(SessionInfo{ID: x.id, Principal: *x.principal, Request: *x.req, Start: x.start})
+		rec, err = g.cfg.Recorder(SessionInfo{ID: x.id, Principal: *x.principal, Request: g.maskedRequest(*x.req), Start: x.start})
 		rec = g.maskRecording(rec, x)
 	}
 	if err != nil {

@@ -94,11 +94,13 @@ func escapeRegions(b []byte, dst []escRegion) ([]escRegion, int) {
 // textView is what a terminal shows of some bytes: the bytes without their
 // escape regions, with the mapping back.
 type textView struct {
-	text    []byte
-	own     []byte // text's buffer when it is not the bytes themselves
-	regions []escRegion
-	pos     []int // text offset of each region
-	removed []int // bytes of the bytes that regions [0, i] do not show in text
+	text     []byte
+	own      []byte // text's buffer when it is not the bytes themselves
+	regions  []escRegion
+	raw      []byte // the bytes themselves
+	rawSpans []span // matches in raw, reused
+	pos      []int  // text offset of each region
+	removed  []int  // bytes of the bytes that regions [0, i] do not show in text
 }
 
 // separator stands in the text for the opening and terminator of a string
@@ -108,7 +110,7 @@ const separator = 0
 // build makes the view of b, whose regions (all within b) are given. The
 // text is b itself when b has no regions.
 func (v *textView) build(b []byte, regions []escRegion) {
-	v.regions = regions
+	v.regions, v.raw = regions, b
 	v.pos, v.removed = v.pos[:0], v.removed[:0]
 	if len(regions) == 0 {
 		v.text = b
@@ -163,15 +165,24 @@ func (v *textView) toText(b int) int {
 // bytes, appending to dst.
 func (v *textView) find(p *patternSet, dst []span) []span {
 	dst = dst[:0]
-	if !p.matchesAny(v.text) {
-		return dst
-	}
-	dst = p.find(v.text, dst)
 	if len(v.regions) == 0 {
-		return dst
+		if !p.matchesAny(v.text) {
+			return dst
+		}
+		return p.find(v.text, dst)
 	}
-	for i, sp := range dst {
-		dst[i] = v.spanToBytes(sp)
+	if p.matchesAny(v.text) {
+		dst = p.find(v.text, dst)
+		for i, sp := range dst {
+			dst[i] = v.spanToBytes(sp)
+		}
+	}
+	// A terminal takes the first bytes of "ESC SP AKIA…" into an escape
+	// sequence and shows "KIA…", but a log or a file keeps the bytes: they
+	// are matched too (renderMasked keeps the escape sequence whole).
+	if p.matchesAny(v.raw) {
+		v.rawSpans = p.find(v.raw, v.rawSpans)
+		dst = mergeSpans(append(dst, v.rawSpans...))
 	}
 	return dst
 }

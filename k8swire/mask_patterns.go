@@ -137,6 +137,11 @@ func (p *patternSet) find(b []byte, dst []span) []span {
 			}
 		}
 	}
+	return mergeSpans(dst)
+}
+
+// mergeSpans sorts spans by start and merges those that overlap.
+func mergeSpans(dst []span) []span {
 	if len(dst) < 2 {
 		return dst
 	}

@@ -161,6 +161,16 @@ func (s *StreamMasker) cutPoint(buf []byte, end int) int {
 	if at := v.toBytes(hold, true); hold < len(v.text) && n-at <= s.maxHold {
 		cut = max(base, min(cut, at))
 	}
+	// The bytes are matched too (textView.find): hold what could still
+	// become a match of them, such as a secret whose first byte ends an
+	// escape sequence.
+	if len(v.regions) > 0 {
+		for i := range s.p.holds {
+			if c := s.p.holds[i].leftmost(v.raw, base, len(v.raw)); c >= 0 && n-c <= s.maxHold {
+				cut = max(base, min(cut, c))
+			}
+		}
+	}
 	// Never cut between the start of a match and the end of what it masks:
 	// hold the match whole, or, if it is too long, send it masked to its
 	// end.

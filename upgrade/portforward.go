@@ -387,6 +387,16 @@ func (s *portForwardSession) watchUpstream(up *portForwardUpstream) {
 	}
 }
 
+// portForwardMaxControlFrame bounds a port-forward client's SPDY control
+// frames. cri-streaming's port-forward server reads them with spdystream's
+// default header limits (1000 headers of up to 1 MiB, each value split at
+// NUL bytes), which kubegate cannot set, so the compressed size of a
+// header block is the only bound on what it inflates to: a 64 KiB
+// SYN_STREAM of NULs made spdystream allocate some 6.6 GiB. client-go's
+// port-forward control frames (streamType, port, requestID) take well
+// under 200 bytes.
+const portForwardMaxControlFrame = 1 << 10
+
 // portForwardHijackTracker remembers the client's hijacked connection so
 // the session can close it from outside the protocol handlers. It has no
 // Unwrap on purpose: cri-streaming would then hijack the writer underneath.
@@ -417,7 +427,7 @@ func (h *portForwardHijackTracker) Hijack() (net.Conn, *bufio.ReadWriter, error)
 		_ = conn.Close()
 	}
 	if h.spdy {
-		brw = bufio.NewReadWriter(bufio.NewReader(&spdyFrameReader{r: brw.Reader, maxData: h.maxFrame}), brw.Writer)
+		brw = bufio.NewReadWriter(bufio.NewReader(&spdyFrameReader{r: brw.Reader, maxData: h.maxFrame, maxControl: portForwardMaxControlFrame}), brw.Writer)
 	}
 	return conn, brw, nil
 }

@@ -73,5 +73,5 @@ func (w *portForwardTunnelUpgrade) Hijack() (net.Conn, *bufio.ReadWriter, error)
 		_ = conn.Close()
 		return nil, nil, fmt.Errorf("port-forward tunnel: upgrading the client's WebSocket: %w", err)
 	}
-	return conn, bufio.NewReadWriter(bufio.NewReader(&spdyFrameReader{r: conn, maxData: w.maxFrame}), bufio.NewWriter(conn)), nil
+	return conn, bufio.NewReadWriter(bufio.NewReader(&spdyFrameReader{r: conn, maxData: w.maxFrame, maxControl: portForwardMaxControlFrame}), bufio.NewWriter(conn)), nil
 }

@@ -2,6 +2,7 @@ package upgrade
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -132,15 +133,22 @@ func upgradeSPDY(w http.ResponseWriter, req *http.Request, maxData int) (*spdyst
 		return nil, fmt.Errorf("hijacking the connection: %w", err)
 	}
 	// rw.Reader holds what the HTTP server read ahead and reads on from c.
-	conn, err := spdystream.NewConnectionWithOptions(&readerConn{Conn: c, r: &spdyFrameReader{r: rw.Reader, maxData: maxData}}, true,
-		spdy.WithMaxControlFramePayloadSize(spdyMaxControlFrame),
-		spdy.WithMaxHeaderFieldSize(spdyMaxHeaderField),
-		spdy.WithMaxHeaderCount(spdyMaxHeaderCount))
+	conn, err := spdystream.NewConnectionWithOptions(&readerConn{Conn: c, r: &spdyFrameReader{r: rw.Reader, maxData: maxData}}, true, spdyFramerOptions()...)
 	if err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("starting the SPDY connection: %w", err)
 	}
 	return conn, nil
+}
+
+// spdyFramerOptions are kubegate's limits on the frames and header blocks
+// (after zlib decompression) spdystream's framer reads from a client.
+func spdyFramerOptions() []spdy.FramerOption {
+	return []spdy.FramerOption{
+		spdy.WithMaxControlFramePayloadSize(spdyMaxControlFrame),
+		spdy.WithMaxHeaderFieldSize(spdyMaxHeaderField),
+		spdy.WithMaxHeaderCount(spdyMaxHeaderCount),
+	}
 }
 
 // spdySession collects the streams of one exec or attach.
@@ -241,14 +249,25 @@ func (c *readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // spdyFrameReader is a client's SPDY byte stream with every frame header
 // checked against kubegate's limits before spdystream allocates the frame
-// (it would take a data frame of up to 16 MiB).
+// (it would take a data frame of up to 16 MiB). It also refuses a control
+// frame whose length differs from what spdystream's framer will read of
+// it (an RST_STREAM of 12 bytes, a SETTINGS frame longer than its
+// entries): the framer would take the rest for the next frame's header,
+// whose length this reader would not have checked.
 type spdyFrameReader struct {
 	r       io.Reader
 	maxData int // the data frame limit; zero means spdyMaxDataFrame
+	// maxControl is the largest control frame taken; zero means
+	// spdyMaxControlFrame.
+	maxControl uint32
 
 	hdr  [8]byte
 	nhdr int    // header bytes of the current frame seen so far
 	left uint32 // payload bytes of the current frame still to come
+
+	length uint32  // the current frame's payload length
+	count  [4]byte // a SETTINGS frame's entry count
+	ncount int     // its bytes still to come
 }
 
 func (f *spdyFrameReader) Read(p []byte) (int, error) {
@@ -265,6 +284,15 @@ func (f *spdyFrameReader) check(p []byte) error {
 	for len(p) > 0 {
 		if f.left > 0 {
 			n := uint32(min(uint64(len(p)), uint64(f.left)))
+			if f.ncount > 0 {
+				k := copy(f.count[4-f.ncount:], p[:n])
+				f.ncount -= k
+				if f.ncount == 0 {
+					if entries := binary.BigEndian.Uint32(f.count[:]); uint64(f.length) != 4+8*uint64(entries) {
+						return fmt.Errorf("%w: SETTINGS frame of %d bytes with %d entries", ErrSPDYFrameMalformed, f.length, entries)
+					}
+				}
+			}
 			p, f.left = p[n:], f.left-n
 			continue
 		}
@@ -279,11 +307,51 @@ func (f *spdyFrameReader) check(p []byte) error {
 		limit, kind := uint32(frameLimit(f.maxData)), "data"
 		if f.hdr[0]&0x80 != 0 {
 			limit, kind = spdyMaxControlFrame, "control"
+			if f.maxControl > 0 {
+				limit = f.maxControl
+			}
 		}
 		if length > limit {
 			return fmt.Errorf("%w: %s frame of %d bytes, limit %d", ErrSPDYFrameTooLarge, kind, length, limit)
 		}
-		f.left = length
+		if f.hdr[0]&0x80 != 0 {
+			typ := spdy.ControlFrameType(binary.BigEndian.Uint16(f.hdr[2:4]))
+			if err := spdyCheckControlLength(typ, length); err != nil {
+				return err
+			}
+			if typ == spdy.TypeSettings {
+				f.ncount = 4
+			}
+		}
+		f.left, f.length = length, length
+	}
+	return nil
+}
+
+// ErrSPDYFrameMalformed is a client control frame whose length does not
+// fit its type.
+var ErrSPDYFrameMalformed = errors.New("malformed SPDY control frame")
+
+// spdyCheckControlLength checks a control frame's length against what
+// spdystream's framer reads for its type: the fixed fields, exactly, for
+// fixed-size frames; at least the fixed fields before a header block
+// (whose compressed size the framer checks itself).
+func spdyCheckControlLength(typ spdy.ControlFrameType, length uint32) error {
+	ok := true
+	switch typ {
+	case spdy.TypeSynStream:
+		ok = length >= 10
+	case spdy.TypeSynReply, spdy.TypeHeaders:
+		ok = length >= 4
+	case spdy.TypeRstStream, spdy.TypeGoAway, spdy.TypeWindowUpdate:
+		ok = length == 8
+	case spdy.TypePing:
+		ok = length == 4
+	case spdy.TypeSettings:
+		ok = length >= 4 // and 4 + 8 × its count, checked as it comes
+	}
+	if !ok {
+		return fmt.Errorf("%w: type %d with %d bytes", ErrSPDYFrameMalformed, typ, length)
 	}
 	return nil
 }

@@ -38,25 +38,7 @@ const (
 // protocol, v5 (with its stdin close signal) included, and runs the session
 // through r.
 func serveWebSocket(w http.ResponseWriter, req *http.Request, opts *serverremotecommand.Options, r *relay) {
-	channels := make([]wsstream.ChannelType, 5)
-	channels[chanStdin] = channelIf(opts.Stdin, wsstream.ReadChannel)
-	channels[chanStdout] = channelIf(opts.Stdout, wsstream.WriteChannel)
-	channels[chanStderr] = channelIf(opts.Stderr, wsstream.WriteChannel)
-	channels[chanError] = wsstream.WriteChannel
-	// Without a tty nothing reads resizes: the channel must then discard
-	// them, as wsstream feeds every channel from one reader, which would
-	// block on an unread pipe, and stdin and the close signal with it.
-	channels[chanResize] = channelIf(opts.TTY, wsstream.ReadChannel)
-	binary := wsstream.ChannelProtocolConfig{Binary: true, Channels: channels}
-	text := wsstream.ChannelProtocolConfig{Binary: false, Channels: channels}
-	conn := wsstream.NewConn(map[string]wsstream.ChannelProtocolConfig{
-		"":                 binary,
-		wsProtocolV1:       binary,
-		wsProtocolV1Base64: text,
-		wsProtocolV4:       binary,
-		wsProtocolV4Base64: text,
-		wsProtocolV5:       binary,
-	})
+	conn := newWSChannelConn(opts)
 	conn.SetIdleTimeout(streamIdleTimeout)
 	protocol, streams, err := conn.Open(wsCheckingWriter{ResponseWriter: w, maxFrame: r.cfg.MaxFrameBytes}, req)
 	if err != nil {
@@ -105,6 +87,31 @@ func serveWebSocket(w http.ResponseWriter, req *http.Request, opts *serverremote
 	if err := writeExitStatus(streams[chanError], protocol, runErr); err != nil {
 		r.cfg.Log.Debug("writing exec status to the client", "err", err)
 	}
+}
+
+// newWSChannelConn is the channel framing of an exec or attach over
+// WebSocket: each message's first byte names its channel (a digit in the
+// base64 protocols), v5 adds the stdin close signal.
+func newWSChannelConn(opts *serverremotecommand.Options) *wsstream.Conn {
+	channels := make([]wsstream.ChannelType, 5)
+	channels[chanStdin] = channelIf(opts.Stdin, wsstream.ReadChannel)
+	channels[chanStdout] = channelIf(opts.Stdout, wsstream.WriteChannel)
+	channels[chanStderr] = channelIf(opts.Stderr, wsstream.WriteChannel)
+	channels[chanError] = wsstream.WriteChannel
+	// Without a tty nothing reads resizes: the channel must then discard
+	// them, as wsstream feeds every channel from one reader, which would
+	// block on an unread pipe, and stdin and the close signal with it.
+	channels[chanResize] = channelIf(opts.TTY, wsstream.ReadChannel)
+	binary := wsstream.ChannelProtocolConfig{Binary: true, Channels: channels}
+	text := wsstream.ChannelProtocolConfig{Binary: false, Channels: channels}
+	return wsstream.NewConn(map[string]wsstream.ChannelProtocolConfig{
+		"":                 binary,
+		wsProtocolV1:       binary,
+		wsProtocolV1Base64: text,
+		wsProtocolV4:       binary,
+		wsProtocolV4Base64: text,
+		wsProtocolV5:       binary,
+	})
 }
 
 func channelIf(on bool, t wsstream.ChannelType) wsstream.ChannelType {

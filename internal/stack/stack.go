@@ -126,6 +126,9 @@ func Start(ctx context.Context, env *testenv.Env, o Options) (*Stack, error) {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err
 	}
+	// Everything the node writes goes under Dir: its data and, for a
+	// child process, its log. The suite greps it for secrets at the end.
+	env.NoteOutput(o.Dir)
 	upstream, err := env.GatewayKubeconfig(ctx)
 	if err != nil {
 		return nil, err

@@ -57,6 +57,7 @@ func (e *Env) GatewayKubeconfig(ctx context.Context) (string, error) {
 // WriteTokenKubeconfig writes a kubeconfig for server (trusting the Env's
 // CA) that presents a fixed bearer token.
 func (e *Env) WriteTokenKubeconfig(path, server, namespace, token string) error {
+	e.NoteSecret("the token of "+filepath.Base(path), token)
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["kubegate"] = &clientcmdapi.Cluster{Server: server, CertificateAuthority: e.CAFile}
 	cfg.AuthInfos["user"] = &clientcmdapi.AuthInfo{Token: token}

@@ -46,6 +46,8 @@ type Dex struct {
 	consoleNext  int
 
 	http *http.Client
+	// note records the secrets Dex hands out (Env.NoteSecret).
+	note func(what, value string)
 }
 
 // The users every Env's Dex knows.
@@ -104,6 +106,7 @@ func (e *Env) startDex(ctx context.Context, bin string, p *pki) error {
 		ClientID:     "kubegate",
 		ClientSecret: randomString(24),
 		Users:        map[string]User{},
+		note:         e.NoteSecret,
 	}
 	redirects := []string{"http://127.0.0.1:8000/callback", "http://localhost:8000/callback"}
 	for range consoleAddrCount {
@@ -111,6 +114,7 @@ func (e *Env) startDex(ctx context.Context, bin string, p *pki) error {
 		d.consoleAddrs = append(d.consoleAddrs, addr)
 		redirects = append(redirects, "https://"+addr+"/ui/callback")
 	}
+	e.NoteSecret("Dex's client secret", d.ClientSecret)
 	var cfg dexConfig
 	cfg.Issuer = d.Issuer
 	cfg.Storage.Type = "memory"
@@ -127,6 +131,7 @@ func (e *Env) startDex(ctx context.Context, bin string, p *pki) error {
 	}}
 	for i, u := range defaultUsers {
 		u.Password = randomString(16)
+		e.NoteSecret("the Dex password of "+u.Name, u.Password)
 		hash, err := bcrypt.GenerateFromPassword([]byte(u.Password), bcrypt.MinCost+6) // Dex requires cost >= 10
 		if err != nil {
 			return err
@@ -224,6 +229,9 @@ func (d *Dex) Token(ctx context.Context, user string) (string, error) {
 	}
 	if tok.IDToken == "" {
 		return "", fmt.Errorf("dex token response has no id_token")
+	}
+	if d.note != nil {
+		d.note("a Dex ID token of "+user, tok.IDToken)
 	}
 	return tok.IDToken, nil
 }

@@ -62,6 +62,7 @@ type Env struct {
 	progress io.Writer
 	mu       sync.Mutex
 	procs    []*process
+	hygiene  hygiene
 }
 
 // The namespaces and pods every Env has.

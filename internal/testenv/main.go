@@ -26,7 +26,22 @@ func Main(m *testing.M) int {
 	}
 	shared = env
 	defer env.Stop()
-	return m.Run()
+	code := m.Run()
+	rep, err := env.CheckHygiene()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testenv: secrets hygiene:", err)
+		return 1
+	}
+	if len(rep.Leaks) > 0 {
+		for _, l := range rep.Leaks {
+			fmt.Fprintln(os.Stderr, "testenv: secrets hygiene:", l)
+		}
+		return 1
+	}
+	if len(rep.Files) > 0 {
+		fmt.Fprintf(os.Stderr, "testenv: secrets hygiene: %d secrets, none in %d files of kubegate's logs, audit events and recordings\n", rep.Secrets, len(rep.Files))
+	}
+	return code
 }
 
 // Get returns the Env that Main started.

@@ -102,6 +102,7 @@ func (e *Env) ServiceAccountToken(ctx context.Context, namespace, name, audience
 	if err != nil {
 		return "", fmt.Errorf("requesting token for %s/%s: %w", namespace, name, err)
 	}
+	e.NoteSecret(fmt.Sprintf("a service-account token of %s/%s (audience %s)", namespace, name, audience), out.Status.Token)
 	return out.Status.Token, nil
 }
 
