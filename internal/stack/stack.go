@@ -167,7 +167,14 @@ audit:
     path: %s
 `, o.Listen, adminListen, o.Pprof, certFile, keyFile, upstream, env.Dex.Issuer, env.Dex.ClientID, env.CAFile, env.ServiceAccountIssuer, env.CAFile, s.AuditPath) + o.Audit
 	if o.Console {
-		secretFile := filepath.Join(o.Dir, "console-client-secret")
+		// The client secret is the operator's input, kept apart from the
+		// node's directory, whose every file the secrets-hygiene check
+		// reads as kubegate's output.
+		inputs, err := os.MkdirTemp(env.Dir, "console-inputs-")
+		if err != nil {
+			return nil, err
+		}
+		secretFile := filepath.Join(inputs, "client-secret")
 		if err := os.WriteFile(secretFile, []byte(env.Dex.ClientSecret), 0o600); err != nil {
 			return nil, err
 		}
