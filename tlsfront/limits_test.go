@@ -1,7 +1,6 @@
 package tlsfront
 
 import (
-	"context"
 	"crypto/tls"
 	"io"
 	"net"
@@ -24,20 +23,7 @@ func startLimited(t *testing.T, cfg Config) (string, *prometheus.Registry) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return ln.Addr().String(), reg
+	return serveLoopback(t, s), reg
 }
 
 // TestModernCipherSuitesOnly: a TLS 1.2 client offering only CBC, RSA key

@@ -66,6 +66,13 @@ func startServer(t *testing.T, certFile, keyFile string, clock *fakeClock) strin
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveLoopback(t, s)
+}
+
+// serveLoopback serves s on a free loopback port until the test ends and
+// returns the address.
+func serveLoopback(t *testing.T, s *Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
