@@ -108,6 +108,9 @@ func (g *Gateway) maskResponse(resp *http.Response) error {
 		resp.Header.Del("Content-Length")
 		return nil
 	}
+	if s := g.cfg.Masker.NewJSONStream(x.req, ct, maxMaskedBody); s != nil && x.req.Verb == "list" {
+		return g.maskListStream(resp, x, s)
+	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxMaskedBody+1))
 	if err != nil {
@@ -126,6 +129,96 @@ func (g *Gateway) maskResponse(resp *http.Response) error {
 	resp.Header.Set("Content-Length", strconv.Itoa(len(masked)))
 	return nil
 }
+
+// streamListAfter is how much of a JSON list is read before what it masked
+// is sent on as the rest is read: a shorter one is masked whole and can
+// still be refused with a Status.
+const streamListAfter = 256 << 10
+
+// maskListStream masks a JSON list as it is read, item by item. Up to
+// streamListAfter bytes, or the whole of a shorter response, are read
+// first, so malformed input there gets an error Status as any other body.
+// Past that, headers and the items masked so far are sent: input that cannot be masked later cuts the
+// response (the client sees it end early), and the rest never leaves.
+func (g *Gateway) maskListStream(resp *http.Response, x *exchange, s *k8swire.JSONStream) error {
+	b := &maskedListBody{up: resp.Body, s: s, x: x, g: g, buf: make([]byte, 32<<10)}
+	for b.read < streamListAfter && !b.done {
+		if err := b.fill(); err != nil {
+			resp.Body.Close()
+			return err
+		}
+	}
+	if b.done {
+		x.masked = s.Changed()
+		resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(b.out))
+		resp.ContentLength = int64(len(b.out))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(b.out)))
+		return nil
+	}
+	resp.Body = b
+	resp.ContentLength = -1
+	resp.Header.Del("Content-Length")
+	return nil
+}
+
+// maskedListBody is a JSON list being masked as the proxy reads it.
+type maskedListBody struct {
+	up   io.ReadCloser
+	s    *k8swire.JSONStream
+	x    *exchange
+	g    *Gateway
+	buf  []byte
+	out  []byte // masked bytes not yet read
+	read int    // bytes read from the upstream
+	done bool   // the input ended and all of it is in out
+	err  error  // what ended the body early
+}
+
+// fill reads the next input and takes what it masked into out.
+func (b *maskedListBody) fill() error {
+	n, err := b.up.Read(b.buf)
+	b.read += n
+	if n > 0 {
+		if merr := b.s.Write(b.buf[:n]); merr != nil {
+			return fmt.Errorf("%w: %w", ErrMasking, merr)
+		}
+	}
+	switch {
+	case errors.Is(err, io.EOF):
+		if merr := b.s.Close(); merr != nil {
+			return fmt.Errorf("%w: %w", ErrMasking, merr)
+		}
+		b.done = true
+	case err != nil:
+		return fmt.Errorf("reading the response to mask it: %w", err)
+	}
+	b.out = append(b.out, b.s.Next()...)
+	return nil
+}
+
+func (b *maskedListBody) Read(p []byte) (int, error) {
+	for len(b.out) == 0 {
+		switch {
+		case b.err != nil:
+			return 0, b.err
+		case b.done:
+			return 0, io.EOF
+		}
+		b.out = b.out[:0]
+		if err := b.fill(); err != nil {
+			b.err = err
+			b.x.maskErr = err
+			b.g.cfg.Log.Warn("masking a list failed after it was partly sent; the response is cut", "request_id", b.x.id, "err", err)
+		}
+		b.x.masked = b.s.Changed()
+	}
+	n := copy(p, b.out)
+	b.out = b.out[n:]
+	return n, nil
+}
+
+func (b *maskedListBody) Close() error { return b.up.Close() }
 
 // outputFilter masks exec and attach output, when patterns apply.
 func (g *Gateway) outputFilter(x *exchange) func() upgrade.OutputFilter {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -211,4 +212,101 @@ func TestMaskTargetLeavesTheRequestAlone(t *testing.T) {
 	if argv[2] != "Authorization: Bearer abcdefghijklmnop" {
 		t.Errorf("the forwarded argv changed: %q", argv)
 	}
+}
+
+// TestMaskingListsAreStreamed: a large JSON list reaches the client while
+// the upstream is still sending it, masked item by item; a small broken list
+// gets an error Status; a large one that breaks after it was partly sent is
+// cut, and nothing unmasked of it ever arrives.
+func TestMaskingListsAreStreamed(t *testing.T) {
+	item := func(i int) string {
+		return fmt.Sprintf(`{"metadata":{"name":"s%05d","namespace":"prod"},"data":{"password":"%s","pad":"%s"},"type":"Opaque"}`, i, plantedSecret, strings.Repeat("A", 1024))
+	}
+	const items = 400 // about 450 KiB: past streamListAfter
+	release := make(chan struct{})
+	base, sink := newMaskGateway(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"kind":"SecretList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[`)
+		n := items
+		if r.URL.Query().Get("labelSelector") == "small" {
+			n = 3
+		}
+		for i := range n {
+			if i > 0 {
+				fmt.Fprint(w, ",")
+			}
+			if r.URL.Query().Get("limit") == "broken" && i == n-1 {
+				fmt.Fprintf(w, `{"data":{"password":"%s`, plantedSecret) // cut short, then garbage
+				fmt.Fprint(w, "\x00}]}")
+				return
+			}
+			fmt.Fprint(w, item(i))
+			if i == n-10 && r.URL.Query().Get("limit") == "hold" {
+				w.(http.Flusher).Flush()
+				<-release // the client must already have the first items
+			}
+		}
+		fmt.Fprint(w, "]}\n")
+	})
+	list := base + "/api/v1/namespaces/prod/secrets"
+
+	t.Run("streamed before the upstream ends", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodGet, list+"?limit=hold", nil)
+		req.Header.Set("Authorization", "Bearer agent")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		first := make([]byte, 16<<10) // masked items are shorter
+		if _, err := io.ReadFull(resp.Body, first); err != nil {
+			t.Fatalf("the first 16 KiB did not arrive while the upstream held the rest: %v", err)
+		}
+		close(release)
+		rest, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			Items []struct {
+				Data map[string]string `json:"data"`
+			} `json:"items"`
+		}
+		body := append(first, rest...)
+		if err := json.Unmarshal(body, &got); err != nil {
+			t.Fatalf("the streamed list does not decode: %v", err)
+		}
+		if len(got.Items) != items || strings.Contains(string(body), plantedSecret) {
+			t.Fatalf("%d items, planted value in the body: %v", len(got.Items), strings.Contains(string(body), plantedSecret))
+		}
+		if got.Items[0].Data["password"] != k8swire.MaskMarkerBase64 {
+			t.Fatalf("password = %q", got.Items[0].Data["password"])
+		}
+	})
+	t.Run("small and broken: a Status", func(t *testing.T) {
+		resp, body := get(t, list+"?labelSelector=small&limit=broken", "agent")
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, `"kind":"Status"`) || strings.Contains(body, plantedSecret) {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+	})
+	t.Run("large and broken: cut", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodGet, list+"?limit=broken", nil)
+		req.Header.Set("Authorization", "Bearer agent")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil {
+			t.Fatalf("the cut list ended cleanly (%d bytes)", len(body))
+		}
+		if resp.StatusCode != http.StatusOK || len(body) == 0 || strings.Contains(string(body), plantedSecret) {
+			t.Fatalf("status %d, %d bytes, planted value: %v", resp.StatusCode, len(body), strings.Contains(string(body), plantedSecret))
+		}
+		ev := sink.find(func(a map[string]string) bool { return strings.Contains(a["kubegate.dev/mask-error"], "decoding JSON") })
+		if ev == nil {
+			t.Fatal("no audit event records the cut list")
+		}
+	})
 }

@@ -432,7 +432,11 @@ func (w *jsonMasker) apply(patternEdits []edit) []byte {
 	for _, e := range patternEdits {
 		grow += len(e.repl) - (e.end - e.start)
 	}
-	out := make([]byte, 0, len(w.data)+max(grow, 0))
+	return w.appendApplied(make([]byte, 0, len(w.data)+max(grow, 0)), patternEdits)
+}
+
+// appendApplied appends data with the edits applied to dst.
+func (w *jsonMasker) appendApplied(dst []byte, patternEdits []edit) []byte {
 	at, a, b := 0, w.edits, patternEdits
 	for len(a) > 0 || len(b) > 0 {
 		var e edit
@@ -441,9 +445,9 @@ func (w *jsonMasker) apply(patternEdits []edit) []byte {
 		} else {
 			e, b = b[0], b[1:]
 		}
-		out = append(out, w.data[at:e.start]...)
-		out = append(out, e.repl...)
+		dst = append(dst, w.data[at:e.start]...)
+		dst = append(dst, e.repl...)
 		at = e.end
 	}
-	return append(out, w.data[at:]...)
+	return append(dst, w.data[at:]...)
 }
