@@ -38,9 +38,15 @@ func (g *Gateway) newProxy() *httputil.ReverseProxy {
 		},
 		ModifyResponse: g.maskResponse,
 		Transport:      retryTransport{g.cfg.Transport},
-		FlushInterval:  -1, // watches and logs -f flush every write
-		BufferPool:     copyBuffers{},
-		ErrorLog:       nil,
+		// Zero: a response whose length is known (every GET of one
+		// object, every list) is written when the handler returns, in as
+		// few frames and writes as the server can; the proxy itself
+		// flushes every write of a response of unknown length (watches,
+		// logs -f, and the masked watch and log streams, which drop
+		// Content-Length), as FlushInterval -1 did for all.
+		FlushInterval: 0,
+		BufferPool:    copyBuffers{},
+		ErrorLog:      nil,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			x := exchangeFrom(r.Context())
 			if x != nil {

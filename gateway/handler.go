@@ -55,9 +55,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{id: string(uuid.NewUUID()), start: g.cfg.Now()}
 	rec := newResponseRecorder(w, g.cfg.MaxAuditBodyBytes)
 	rec.Header().Set("X-Kubegate-Request-Id", x.id)
-	log := g.cfg.Log.With("request_id", x.id)
 	defer func() {
-		g.finish(r, x, rec, log)
+		g.finish(r, x, rec)
 	}()
 
 	if err := g.serve(rec, r, x); err != nil {
@@ -70,6 +69,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		g.cfg.Metrics.limitRefused(err)
 		msg := g.message(err, x)
+		log := g.requestLog(x) // only now: With costs an allocation per request
 		if code >= 500 {
 			log.Warn("request failed", "code", code, "err", err)
 		} else {
@@ -223,6 +223,11 @@ func (g *Gateway) message(err error, x *exchange) string {
 	return "kubegate: " + err.Error()
 }
 
+// requestLog is the logger for x's messages.
+func (g *Gateway) requestLog(x *exchange) *slog.Logger {
+	return g.cfg.Log.With("request_id", x.id)
+}
+
 func principalName(x *exchange) string {
 	if x.principal == nil {
 		return ""
@@ -231,7 +236,7 @@ func principalName(x *exchange) string {
 }
 
 // finish records the request's metrics and its audit event.
-func (g *Gateway) finish(r *http.Request, x *exchange, rec *responseRecorder, log *slog.Logger) {
+func (g *Gateway) finish(r *http.Request, x *exchange, rec *responseRecorder) {
 	end := g.cfg.Now()
 	decision := string(x.decision.Action)
 	if x.principal == nil {
@@ -252,6 +257,6 @@ func (g *Gateway) finish(r *http.Request, x *exchange, rec *responseRecorder, lo
 	ev := g.auditEvent(r, x, rec, end)
 	if err := g.cfg.Audit.Write(context.WithoutCancel(r.Context()), ev); err != nil {
 		g.cfg.Metrics.auditErrors.Inc()
-		log.Error("writing audit event", "err", err)
+		g.requestLog(x).Error("writing audit event", "err", err)
 	}
 }

@@ -3,6 +3,8 @@ package gateway
 import (
 	"errors"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +19,27 @@ type Metrics struct {
 	holds          *prometheus.CounterVec
 	holdWait       prometheus.Histogram
 	limitRefusals  *prometheus.CounterVec
+
+	// observed caches the request series by their labels: looking a
+	// series up by label values hashes them and takes the vector's lock on
+	// every request. Bounded by maxObservedSeries; past it, lookups go to
+	// the vectors as before.
+	observed     sync.Map // observedKey -> observedSeries
+	observedSize atomic.Int32
+}
+
+// maxObservedSeries bounds Metrics.observed. Verbs, decisions and codes
+// are few, so the bound is a guard, not a working size.
+const maxObservedSeries = 1024
+
+type observedKey struct {
+	verb, decision string
+	code           int
+}
+
+type observedSeries struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -57,8 +80,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 func (m *Metrics) observe(verb, decision string, code int, d time.Duration) {
-	m.requests.WithLabelValues(verb, decision, strconv.Itoa(code)).Inc()
-	m.latency.WithLabelValues(verb, decision).Observe(d.Seconds())
+	k := observedKey{verb, decision, code}
+	s, ok := m.observed.Load(k)
+	if !ok {
+		series := observedSeries{
+			requests: m.requests.WithLabelValues(verb, decision, strconv.Itoa(code)),
+			latency:  m.latency.WithLabelValues(verb, decision),
+		}
+		if m.observedSize.Load() < maxObservedSeries {
+			if _, loaded := m.observed.LoadOrStore(k, series); !loaded {
+				m.observedSize.Add(1)
+			}
+		}
+		s = series
+	}
+	series := s.(observedSeries)
+	series.requests.Inc()
+	series.latency.Observe(d.Seconds())
 }
 
 // limitRefused counts err if a limit refused the request.

@@ -83,6 +83,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request) (*Pri
 	if p, ok := a.cache.get(key, now); ok {
 		return p, nil
 	}
+	if err := checkTokenChars(token); err != nil {
+		return nil, err
+	}
 	u, err := peek(token)
 	if err != nil {
 		return nil, err

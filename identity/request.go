@@ -11,7 +11,8 @@ import (
 // MaxTokenSize is the longest bearer token accepted, in bytes.
 const MaxTokenSize = 16 << 10
 
-// bearerToken returns the request's bearer token without looking inside it.
+// bearerToken returns the request's bearer token without looking inside it
+// (checkTokenChars, on a cache miss, checks its characters).
 // The query string is checked first, so a client that puts a token there
 // learns why it is refused even if it also sends a header. r is only read.
 func bearerToken(r *http.Request) (string, error) {
@@ -40,12 +41,20 @@ func bearerToken(r *http.Request) (string, error) {
 		return "", fmt.Errorf("%w: empty bearer token", ErrInvalidToken)
 	case len(token) > MaxTokenSize:
 		return "", fmt.Errorf("%w: bearer token longer than %d bytes", ErrInvalidToken, MaxTokenSize)
-	case !isJWTChars(token):
-		return "", fmt.Errorf("%w: bearer token is not a compact JWT", ErrInvalidToken)
 	case rawQuery != "" && strings.Contains(rawQuery, token):
 		return "", fmt.Errorf("%w: the bearer token is repeated in the query string", ErrTokenInQuery)
 	}
 	return token, nil
+}
+
+// checkTokenChars refuses a token with characters no compact JWT has. Only
+// tokens that passed it are verified and cached, so a cached token need not
+// be checked again.
+func checkTokenChars(token string) error {
+	if !isJWTChars(token) {
+		return fmt.Errorf("%w: bearer token is not a compact JWT", ErrInvalidToken)
+	}
+	return nil
 }
 
 // checkQuery refuses a query string that carries a token: a parameter
