@@ -127,3 +127,16 @@ func BenchmarkMaskPodProtobuf(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkMaskPodJSON(b *testing.B) {
+	m := newTestMasker(b, MaskConfig{DefaultRules: true, DefaultPatterns: true})
+	req := classify(b, "GET", "/api/v1/namespaces/dev/pods/web")
+	body := encodeJSON(b, testPod())
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := m.MaskBody(req, "application/json", body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
