@@ -102,32 +102,33 @@ const eventSuffix = "\"]\n"
 // It consumes p a rune at a time, so a cut between two calls falls on a
 // rune boundary and decodes as the whole would.
 //
-// Output such as `yes` prints escapes every other byte, so the loop works
-// in place in dst's spare capacity: it copies eight bytes at a time and
-// keeps those of them that are safe, up to the first that is not, which it
-// then escapes. Bytes past the returned length may be overwritten.
+// It works in place in dst's spare capacity, byte by byte; within a run of
+// safe bytes it copies eight at a time, keeping those up to the first
+// unsafe one. Output such as `yes` prints needs an escape every other
+// byte, so the run must have begun before words are tried. Bytes past the
+// returned length may be overwritten.
 func appendText(dst, p []byte) (out []byte, n int, invalid bool) {
 	w, buf := len(dst), dst[:cap(dst)]
+	run := 0 // safe bytes copied one at a time since the last unsafe one
 	for n < len(p) && len(buf)-w >= maxEscape {
-		if len(p)-n >= 8 && len(buf)-w >= 8 {
-			x := binary.LittleEndian.Uint64(p[n:])
-			binary.LittleEndian.PutUint64(buf[w:], x)
-			m := unsafeLanes(x)
-			if m == 0 {
-				n, w = n+8, w+8
+		b := p[n]
+		if b < utf8.RuneSelf && jsonSafe[b] {
+			if run < 2 || len(p)-n < 8 || len(buf)-w < 8 {
+				buf[w] = b
+				n, w, run = n+1, w+1, run+1
 				continue
 			}
-			k := bits.TrailingZeros64(m) / 8
-			n, w = n+k, w+k
-			if len(buf)-w < maxEscape {
-				break
+			x := binary.LittleEndian.Uint64(p[n:])
+			binary.LittleEndian.PutUint64(buf[w:], x)
+			k := 8
+			if m := unsafeLanes(x); m != 0 {
+				k = bits.TrailingZeros64(m) / 8
 			}
+			n, w = n+k, w+k
+			continue
 		}
-		b := p[n]
+		run = 0
 		switch {
-		case b < utf8.RuneSelf && jsonSafe[b]:
-			buf[w] = b
-			n, w = n+1, w+1
 		case b < utf8.RuneSelf && shortEscape[b] != 0:
 			buf[w], buf[w+1] = '\\', shortEscape[b]
 			n, w = n+1, w+2

@@ -123,3 +123,23 @@ func FuzzAppendText(f *testing.F) {
 		checkAppendText(t, p, maxEscape+int(room))
 	})
 }
+
+// BenchmarkAppendText measures the JSON escaping of a recording alone, on
+// what `yes` writes and on coloured log lines.
+func BenchmarkAppendText(b *testing.B) {
+	line := "\x1b[32m2026-03-04T12:00:00Z\x1b[0m INFO request served path=/api/v1/pods größe=42 → ok\r\n"
+	for _, c := range []struct{ name, text string }{{"yes", "y\n"}, {"log", line}} {
+		p := []byte(strings.Repeat(c.text, 32<<10/len(c.text)))
+		dst := make([]byte, 0, bufferSize)
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(p)))
+			b.ReportAllocs()
+			for b.Loop() {
+				for rest := p; len(rest) > 0; {
+					_, n, _ := appendText(dst, rest)
+					rest = rest[n:]
+				}
+			}
+		})
+	}
+}
