@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"strconv"
 	"strings"
 	"time"
@@ -33,26 +34,31 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 
 const hexDigits = "0123456789abcdef"
 
-// Byte-lane constants for safeRun: each byte of the word 0x01 or 0x80.
+// Byte-lane constants for unsafeLanes: each byte of the word 0x01 or 0x80.
 const (
 	lanesLow  = 0x0101010101010101
 	lanesHigh = 0x8080808080808080
 )
 
-// safeRun returns how many bytes at the start of p are JSON-safe ASCII. It
-// tests eight bytes at a time: a word holds an unsafe byte if a byte has
-// its high bit set (not ASCII), is under 0x20, or is a quote or a backslash
-// ((v - 0x01..) & ^v & 0x80.. is non-zero exactly when a byte of v is
-// zero, and with 0x20.. when one is under 0x20). A word with one is
-// finished byte by byte.
+// unsafeLanes flags the bytes of the little-endian word x that are not
+// JSON-safe ASCII: a byte with its high bit set (not ASCII), under 0x20, or
+// a quote or a backslash ((v - 0x01..) & ^v & 0x80.. flags a byte of v that
+// is zero, and with 0x20.. one under 0x20). A borrow may also flag a byte
+// above a flagged one, never one below: the lowest flagged byte is exact,
+// and x is all safe when nothing is flagged.
+func unsafeLanes(x uint64) uint64 {
+	q := x ^ lanesLow*'"'
+	bs := x ^ lanesLow*'\\'
+	return (x | (x-lanesLow*0x20)&^x | (q-lanesLow)&^q | (bs-lanesLow)&^bs) & lanesHigh
+}
+
+// safeRun returns how many bytes at the start of p are JSON-safe ASCII,
+// eight at a time.
 func safeRun(p []byte) int {
 	n := 0
 	for ; len(p)-n >= 8; n += 8 {
-		x := binary.LittleEndian.Uint64(p[n:])
-		q := x ^ lanesLow*'"'
-		bs := x ^ lanesLow*'\\'
-		if (x|(x-lanesLow*0x20)&^x|(q-lanesLow)&^q|(bs-lanesLow)&^bs)&lanesHigh != 0 {
-			break
+		if m := unsafeLanes(binary.LittleEndian.Uint64(p[n:])); m != 0 {
+			return n + bits.TrailingZeros64(m)/8
 		}
 	}
 	for n < len(p) && p[n] < utf8.RuneSelf && jsonSafe[p[n]] {
@@ -60,6 +66,10 @@ func safeRun(p []byte) int {
 	}
 	return n
 }
+
+// shortEscape[b] is the letter of b's two-byte JSON escape (\n for a
+// newline), or 0 if b has none.
+var shortEscape = [utf8.RuneSelf]byte{'"': '"', '\\': '\\', '\n': 'n', '\r': 'r', '\t': 't', '\b': 'b', '\f': 'f'}
 
 // appendEventPrefix appends `[t, "code", "` for an event at offset d from
 // the start of the recording: t is in seconds with microsecond precision.
@@ -91,50 +101,52 @@ const eventSuffix = "\"]\n"
 //
 // It consumes p a rune at a time, so a cut between two calls falls on a
 // rune boundary and decodes as the whole would.
+//
+// It works in place in dst's spare capacity, byte by byte; within a run of
+// safe bytes it copies eight at a time, keeping those up to the first
+// unsafe one. Output such as `yes` prints needs an escape every other
+// byte, so the run must have begun before words are tried. Bytes past the
+// returned length may be overwritten.
 func appendText(dst, p []byte) (out []byte, n int, invalid bool) {
-	for n < len(p) && cap(dst)-len(dst) >= maxEscape {
+	w, buf := len(dst), dst[:cap(dst)]
+	run := 0 // safe bytes copied one at a time since the last unsafe one
+	for n < len(p) && len(buf)-w >= maxEscape {
 		b := p[n]
-		if b < utf8.RuneSelf {
-			if jsonSafe[b] {
-				// Copy the run of safe ASCII that fits in one go.
-				limit := min(len(p), n+cap(dst)-len(dst))
-				end := n + 1 + safeRun(p[n+1:limit])
-				dst = append(dst, p[n:end]...)
-				n = end
+		if b < utf8.RuneSelf && jsonSafe[b] {
+			if run < 2 || len(p)-n < 8 || len(buf)-w < 8 {
+				buf[w] = b
+				n, w, run = n+1, w+1, run+1
 				continue
 			}
-			dst = appendEscapedASCII(dst, b)
-			n++
+			x := binary.LittleEndian.Uint64(p[n:])
+			binary.LittleEndian.PutUint64(buf[w:], x)
+			k := 8
+			if m := unsafeLanes(x); m != 0 {
+				k = bits.TrailingZeros64(m) / 8
+			}
+			n, w = n+k, w+k
 			continue
 		}
-		r, size := utf8.DecodeRune(p[n:])
-		if r == utf8.RuneError && size == 1 {
-			dst = utf8.AppendRune(dst, utf8.RuneError)
-			invalid = true
-		} else {
-			dst = append(dst, p[n:n+size]...)
+		run = 0
+		switch {
+		case b < utf8.RuneSelf && shortEscape[b] != 0:
+			buf[w], buf[w+1] = '\\', shortEscape[b]
+			n, w = n+1, w+2
+		case b < utf8.RuneSelf:
+			copy(buf[w:], []byte{'\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf]})
+			n, w = n+1, w+6
+		default:
+			r, size := utf8.DecodeRune(p[n:])
+			if r == utf8.RuneError && size == 1 {
+				w += utf8.EncodeRune(buf[w:], utf8.RuneError)
+				invalid = true
+			} else {
+				w += copy(buf[w:], p[n:n+size])
+			}
+			n += size
 		}
-		n += size
 	}
-	return dst, n, invalid
-}
-
-func appendEscapedASCII(dst []byte, b byte) []byte {
-	switch b {
-	case '"', '\\':
-		return append(dst, '\\', b)
-	case '\n':
-		return append(dst, '\\', 'n')
-	case '\r':
-		return append(dst, '\\', 'r')
-	case '\t':
-		return append(dst, '\\', 't')
-	case '\b':
-		return append(dst, '\\', 'b')
-	case '\f':
-		return append(dst, '\\', 'f')
-	}
-	return append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xf])
+	return buf[:w], n, invalid
 }
 
 // writeText writes the JSON string body for p to w through w's own buffer,

@@ -133,6 +133,29 @@ func FuzzRecordingRoundTrip(f *testing.F) {
 	})
 }
 
+// BenchmarkRecordingOutputShortLines records what `yes` writes, "y\n"
+// over and over, in 32 KiB chunks (what the relay copies at once): every
+// other byte needs an escape, the worst case of ordinary text, and the
+// output of the end-to-end exec throughput benchmark.
+func BenchmarkRecordingOutputShortLines(b *testing.B) {
+	chunk := bytes.Repeat([]byte("y\n"), 16<<10)
+	r, err := NewRecording(RecordingConfig{Dir: b.TempDir(), SessionID: "bench", FlushInterval: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		if err := r.Output(chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if _, err := r.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // BenchmarkRecordingOutput measures recording terminal output in 4 KiB
 // chunks: ANSI colours, some non-ASCII text, newlines.
 func BenchmarkRecordingOutput(b *testing.B) {

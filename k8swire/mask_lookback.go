@@ -19,14 +19,28 @@ import (
 type holdMatcher struct {
 	lit   []byte    // a literal that every match starts with, if any
 	first [256]bool // the bytes a match can start with
-	re    *regexp.Regexp
+	// starts lists first's bytes when they are few (at most maxStarts), so
+	// that they are looked for with bytes.IndexByte; nil otherwise.
+	starts []byte
+	re     *regexp.Regexp
 }
+
+// maxStarts is how many first bytes a holdMatcher looks for one by one.
+const maxStarts = 4
 
 func newHoldMatcher(re *regexp.Regexp, tree *syntax.Regexp) (holdMatcher, error) {
 	h := holdMatcher{}
 	lit, _ := re.LiteralPrefix()
 	h.lit = []byte(lit)
 	h.first, _ = firstBytes(tree)
+	for b, ok := range h.first {
+		if ok {
+			h.starts = append(h.starts, byte(b))
+		}
+	}
+	if len(h.starts) > maxStarts {
+		h.starts = nil
+	}
 	var err error
 	h.re, err = regexp.Compile(`^(?:` + prefixRegexp(tree).String() + `)\z`)
 	return h, err
@@ -37,6 +51,9 @@ func newHoldMatcher(re *regexp.Regexp, tree *syntax.Regexp) (holdMatcher, error)
 // start are tried.
 func (h *holdMatcher) leftmost(text []byte, from, limit int) int {
 	limit = min(limit, len(text))
+	if len(h.lit) == 0 && h.starts != nil {
+		return h.leftmostByStarts(text, from, limit)
+	}
 	if len(h.lit) == 0 {
 		for c := from; c < limit; c++ {
 			if h.first[text[c]] && h.re.Match(text[c:]) {
@@ -57,6 +74,35 @@ func (h *holdMatcher) leftmost(text []byte, from, limit int) int {
 			return -1
 		}
 		if c += k; c < limit && h.re.Match(text[c:]) {
+			return c
+		}
+	}
+	return -1
+}
+
+// leftmostByStarts is leftmost for a pattern with few first bytes: it
+// tries only where bytes.IndexByte finds one of them. next[i] caches where
+// starts[i] occurs next at or after c (limit: not before limit).
+func (h *holdMatcher) leftmostByStarts(text []byte, from, limit int) int {
+	var next [maxStarts]int
+	for i := range h.starts {
+		next[i] = -1 // not looked for yet
+	}
+	for c := from; c < limit; c++ {
+		at := limit
+		for i, b := range h.starts {
+			if next[i] < c {
+				next[i] = limit
+				if k := bytes.IndexByte(text[c:limit], b); k >= 0 {
+					next[i] = c + k
+				}
+			}
+			at = min(at, next[i])
+		}
+		if at == limit {
+			return -1
+		}
+		if c = at; h.re.Match(text[c:]) {
 			return c
 		}
 	}

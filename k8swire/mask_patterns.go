@@ -190,28 +190,41 @@ type needle struct {
 	fold bool
 }
 
-// in reports whether b holds n.
+// in reports whether b holds n. A folded needle's first byte is looked for
+// in both cases, each search resumed only once it has been passed, so text
+// full of one case is not scanned again for the other at every hit.
 func (n needle) in(b []byte) bool {
 	if !n.fold {
 		return bytes.Contains(b, n.lit)
 	}
-	lo, up := n.lit[0], upperASCII(n.lit[0])
-	for len(b) >= len(n.lit) {
-		i := bytes.IndexByte(b, lo)
-		if up != lo {
-			if j := bytes.IndexByte(b, up); j >= 0 && (i < 0 || j < i) {
-				i = j
-			}
+	lo, up, size := n.lit[0], upperASCII(n.lit[0]), len(n.lit)
+	nextLo, nextUp := -1, -1 // where lo and up occur next, len(b) if not
+	for c := 0; c+size <= len(b); {
+		if nextLo < c {
+			nextLo = indexByteFrom(b, c, lo)
 		}
-		if i < 0 || i+len(n.lit) > len(b) {
+		if nextUp < c {
+			nextUp = indexByteFrom(b, c, up)
+		}
+		i := min(nextLo, nextUp)
+		if i+size > len(b) {
 			return false
 		}
-		if equalFoldASCII(b[i:i+len(n.lit)], n.lit) {
+		if equalFoldASCII(b[i:i+size], n.lit) {
 			return true
 		}
-		b = b[i+1:]
+		c = i + 1
 	}
 	return false
+}
+
+// indexByteFrom is the index of the first c in b at or after from, or
+// len(b).
+func indexByteFrom(b []byte, from int, c byte) int {
+	if k := bytes.IndexByte(b[from:], c); k >= 0 {
+		return from + k
+	}
+	return len(b)
 }
 
 // inString reports whether s holds n.
@@ -219,23 +232,33 @@ func (n needle) inString(s string) bool {
 	if !n.fold {
 		return strings.Contains(s, string(n.lit))
 	}
-	lo, up := n.lit[0], upperASCII(n.lit[0])
-	for len(s) >= len(n.lit) {
-		i := strings.IndexByte(s, lo)
-		if up != lo {
-			if j := strings.IndexByte(s, up); j >= 0 && (i < 0 || j < i) {
-				i = j
-			}
+	lo, up, size := n.lit[0], upperASCII(n.lit[0]), len(n.lit)
+	nextLo, nextUp := -1, -1 // where lo and up occur next, len(s) if not
+	for c := 0; c+size <= len(s); {
+		if nextLo < c {
+			nextLo = indexByteFromString(s, c, lo)
 		}
-		if i < 0 || i+len(n.lit) > len(s) {
+		if nextUp < c {
+			nextUp = indexByteFromString(s, c, up)
+		}
+		i := min(nextLo, nextUp)
+		if i+size > len(s) {
 			return false
 		}
-		if strings.EqualFold(s[i:i+len(n.lit)], string(n.lit)) {
+		if strings.EqualFold(s[i:i+size], string(n.lit)) {
 			return true
 		}
-		s = s[i+1:]
+		c = i + 1
 	}
 	return false
+}
+
+// indexByteFromString is indexByteFrom for a string.
+func indexByteFromString(s string, from int, c byte) int {
+	if k := strings.IndexByte(s[from:], c); k >= 0 {
+		return from + k
+	}
+	return len(s)
 }
 
 // upperASCII is c in upper case if it is an ASCII letter.

@@ -257,3 +257,49 @@ func TestEscapeRegions(t *testing.T) {
 		}
 	}
 }
+
+// leftmostSlow is holdMatcher.leftmost trying every place whose byte can
+// start a match: the reference.
+func leftmostSlow(h *holdMatcher, text []byte, from, limit int) int {
+	for c := from; c < min(limit, len(text)); c++ {
+		if h.first[text[c]] && h.re.Match(text[c:]) {
+			return c
+		}
+	}
+	return -1
+}
+
+// TestHoldMatcherStarts checks the look-back of the default patterns whose
+// first bytes are looked for one by one against the reference, from and up
+// to every place of texts that begin matches, whole or cut short.
+func TestHoldMatcherStarts(t *testing.T) {
+	m := newTestMasker(t, MaskConfig{DefaultPatterns: true})
+	texts := []string{
+		"y\ny\ny\nA",
+		"noise AKIA bearer Bear b BEARER abc AKIAIOSFODNN7EXAMPL",
+		"ASIA" + strings.Repeat("X", 15),
+		"x Bearer  abcdefgh",
+		"AbBaAKbearbeAR",
+	}
+	tried := 0
+	for i := range m.patterns.holds {
+		h := &m.patterns.holds[i]
+		if len(h.lit) > 0 || h.starts == nil {
+			continue
+		}
+		tried++
+		for _, text := range texts {
+			b := []byte(text)
+			for from := 0; from <= len(b); from++ {
+				for limit := from; limit <= len(b)+1; limit++ {
+					if got, want := h.leftmost(b, from, limit), leftmostSlow(h, b, from, limit); got != want {
+						t.Fatalf("pattern %d, %q [%d, %d): leftmost = %d, want %d", i, text, from, limit, got, want)
+					}
+				}
+			}
+		}
+	}
+	if tried == 0 {
+		t.Fatal("no default pattern is looked for by its first bytes")
+	}
+}
