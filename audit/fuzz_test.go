@@ -139,6 +139,12 @@ func FuzzRecordingRoundTrip(f *testing.F) {
 // output of the end-to-end exec throughput benchmark.
 func BenchmarkRecordingOutputShortLines(b *testing.B) {
 	chunk := bytes.Repeat([]byte("y\n"), 16<<10)
+	benchRecordingOutput(b, chunk)
+}
+
+// benchRecordingOutput records chunk as output, over and over.
+func benchRecordingOutput(b *testing.B, chunk []byte) {
+	b.Helper()
 	r, err := NewRecording(RecordingConfig{Dir: b.TempDir(), SessionID: "bench", FlushInterval: time.Hour})
 	if err != nil {
 		b.Fatal(err)
@@ -161,19 +167,5 @@ func BenchmarkRecordingOutputShortLines(b *testing.B) {
 func BenchmarkRecordingOutput(b *testing.B) {
 	line := "\x1b[32m2026-03-04T12:00:00Z\x1b[0m INFO request served path=/api/v1/pods größe=42 → ok\r\n"
 	chunk := []byte(strings.Repeat(line, 4096/len(line)+1)[:4096])
-	r, err := NewRecording(RecordingConfig{Dir: b.TempDir(), SessionID: "bench", FlushInterval: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.SetBytes(int64(len(chunk)))
-	for b.Loop() {
-		if err := r.Output(chunk); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.StopTimer()
-	if _, err := r.Close(); err != nil {
-		b.Fatal(err)
-	}
+	benchRecordingOutput(b, chunk)
 }

@@ -163,12 +163,7 @@ func TestMaskingWatchIsStreamed(t *testing.T) {
 			<-next
 		}
 	})
-	req, _ := http.NewRequest(http.MethodGet, base+"/api/v1/namespaces/prod/secrets?watch=true", nil)
-	req.Header.Set("Authorization", "Bearer agent")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := openAs(t, base+"/api/v1/namespaces/prod/secrets?watch=true", "agent")
 	defer resp.Body.Close()
 	lines := bufio.NewScanner(resp.Body)
 	for i := range 3 {
@@ -214,6 +209,18 @@ func TestMaskTargetLeavesTheRequestAlone(t *testing.T) {
 	}
 }
 
+// openAs sends a GET as user and returns the response, its body unread.
+func openAs(t *testing.T, url, user string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+user)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
 // TestMaskingListsAreStreamed: a large JSON list reaches the client while
 // the upstream is still sending it, masked item by item; a small broken list
 // gets an error Status; a large one that breaks after it was partly sent is
@@ -251,12 +258,7 @@ func TestMaskingListsAreStreamed(t *testing.T) {
 	list := base + "/api/v1/namespaces/prod/secrets"
 
 	t.Run("streamed before the upstream ends", func(t *testing.T) {
-		req, _ := http.NewRequest(http.MethodGet, list+"?limit=hold", nil)
-		req.Header.Set("Authorization", "Bearer agent")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := openAs(t, list+"?limit=hold", "agent")
 		defer resp.Body.Close()
 		first := make([]byte, 16<<10) // masked items are shorter
 		if _, err := io.ReadFull(resp.Body, first); err != nil {
@@ -290,12 +292,7 @@ func TestMaskingListsAreStreamed(t *testing.T) {
 		}
 	})
 	t.Run("large and broken: cut", func(t *testing.T) {
-		req, _ := http.NewRequest(http.MethodGet, list+"?limit=broken", nil)
-		req.Header.Set("Authorization", "Bearer agent")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := openAs(t, list+"?limit=broken", "agent")
 		defer resp.Body.Close()
 		body, err := io.ReadAll(resp.Body)
 		if err == nil {
