@@ -205,3 +205,28 @@ func TestFileSinkUnencodableEventFailsAlone(t *testing.T) {
 		t.Fatalf("got %d events, second %v", len(evs), evs[len(evs)-1].Annotations)
 	}
 }
+
+// Writers queued behind a write that fails get its error; none is left
+// waiting, and the sink reports itself unhealthy.
+func TestFileSinkConcurrentFailure(t *testing.T) {
+	s, err := NewFileSink(FileConfig{Path: filepath.Join(t.TempDir(), "events.jsonl")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if err := s.Write(context.Background(), benchEvent()); err == nil {
+				t.Error("write to a closed sink succeeded")
+			}
+		})
+	}
+	wg.Wait()
+	if s.Healthy() == nil {
+		t.Fatal("Healthy is nil after failed writes")
+	}
+	if seq, _ := s.Head(); seq != 0 {
+		t.Fatalf("head moved to %d without a line written", seq)
+	}
+}
