@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,7 +48,18 @@ type FileConfig struct {
 type FileSink struct {
 	cfg FileConfig
 
+	// qmu guards the queue of callers waiting for the writer (see Write);
+	// it is never held while encoding or writing.
+	qmu     sync.Mutex
+	leading bool      // a caller is writing batches
+	queue   []*waiter // events that arrived while it was
+
 	mu      sync.Mutex
+	buf     bytes.Buffer  // a batch's lines, reused (under mu)
+	enc     *json.Encoder // encodes into buf
+	ends    []int         // where each line of buf ends, with its newline
+	hashes  []string      // each line's LineHash
+	encoded []*waiter     // the batch's waiters whose events have a line
 	f       *os.File
 	size    int64
 	err     error     // the last write error, cleared by a later success
@@ -76,6 +88,7 @@ func NewFileSink(cfg FileConfig) (*FileSink, error) {
 		cfg.Node = "kubegate"
 	}
 	s := &FileSink{cfg: cfg}
+	s.enc = json.NewEncoder(&s.buf)
 	if err := s.open(); err != nil {
 		return nil, err
 	}
@@ -104,32 +117,140 @@ func (s *FileSink) open() error {
 }
 
 // Write appends ev as one line, chained to the event before. ev itself is
-// not changed.
+// not changed. Write returns when the line is written (and synced, with
+// Fsync), or with the error that kept it out of the file.
+//
+// Events that arrive while another caller is writing are grouped: the next
+// caller to write takes every event queued meanwhile and writes their lines
+// with one system call, in the order they arrived.
 func (s *FileSink) Write(_ context.Context, ev *auditv1.Event) error {
+	s.qmu.Lock()
+	if !s.leading {
+		s.leading = true
+		s.qmu.Unlock()
+		me := &waiter{ev: ev}
+		return s.lead([]*waiter{me}, me)
+	}
+	w := getWaiter(ev)
+	s.queue = append(s.queue, w)
+	s.qmu.Unlock()
+	r := <-w.res
+	err := r.err
+	if r.lead != nil {
+		err = s.lead(r.lead, w)
+	}
+	putWaiter(w)
+	return err
+}
+
+// waiter is a queued event and where its result goes: an error (nil when
+// written), or the batch it is to write itself.
+type waiter struct {
+	ev  *auditv1.Event
+	err error
+	res chan waiterResult
+}
+
+type waiterResult struct {
+	err  error
+	lead []*waiter
+}
+
+var waiters = sync.Pool{New: func() any { return &waiter{res: make(chan waiterResult, 1)} }}
+
+func getWaiter(ev *auditv1.Event) *waiter {
+	w := waiters.Get().(*waiter)
+	w.ev = ev
+	return w
+}
+
+func putWaiter(w *waiter) {
+	w.ev, w.err = nil, nil
+	waiters.Put(w)
+}
+
+// lead writes batch (which holds me), tells the others their result, and
+// hands the events queued meanwhile to the first of them, who writes them
+// next: no caller writes more than one batch.
+func (s *FileSink) lead(batch []*waiter, me *waiter) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.writeBatch(batch)
+	s.mu.Unlock()
+	for _, w := range batch {
+		if w != me {
+			w.res <- waiterResult{err: w.err}
+		}
+	}
+	s.qmu.Lock()
+	next := s.queue
+	s.queue = nil
+	if len(next) == 0 {
+		s.leading = false
+	}
+	s.qmu.Unlock()
+	if len(next) > 0 {
+		next[0].res <- waiterResult{lead: next}
+	}
+	return me.err
+}
+
+// writeBatch encodes the batch's events, each chained to the one before,
+// and appends their lines, setting each waiter's err. Call with mu held.
+func (s *FileSink) writeBatch(batch []*waiter) {
+	s.buf.Reset()
+	s.ends, s.hashes = s.ends[:0], s.hashes[:0]
+	seq, prev := s.seq, s.prev
+	ok := s.encoded[:0]
+	for _, w := range batch {
+		start := s.buf.Len()
+		if err := s.encode(w.ev, seq+1, prev); err != nil {
+			s.buf.Truncate(start)
+			w.err = fmt.Errorf("audit file sink: encoding event: %w", err)
+			continue
+		}
+		seq++
+		prev = LineHash(s.buf.Bytes()[start:])
+		s.ends = append(s.ends, s.buf.Len())
+		s.hashes = append(s.hashes, prev)
+		ok = append(ok, w)
+	}
+	if len(ok) > 0 {
+		n, err := s.writeLines(s.buf.Bytes(), s.ends)
+		s.err = err
+		for i, w := range ok {
+			if i >= n {
+				w.err = err
+			}
+		}
+		if n > 0 {
+			s.seq += uint64(n)
+			s.prev = s.hashes[n-1]
+			for _, w := range s.waiters {
+				select {
+				case w <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+	clear(ok)
+	s.encoded = ok
+	if s.buf.Cap() > maxBatchBuffer {
+		s.buf = bytes.Buffer{}
+	}
+}
+
+// maxBatchBuffer bounds the batch buffer kept between batches.
+const maxBatchBuffer = 1 << 20
+
+// encode appends ev's line, with its place in the chain, to buf.
+func (s *FileSink) encode(ev *auditv1.Event, seq uint64, prev string) error {
 	chained := *ev
 	chained.Annotations = make(map[string]string, len(ev.Annotations)+2)
 	maps.Copy(chained.Annotations, ev.Annotations)
-	chained.Annotations[AnnotationAuditID] = FormatAuditID(s.cfg.Node, s.seq+1)
-	chained.Annotations[AnnotationAuditPrev] = s.prev
-	line, err := json.Marshal(&chained)
-	if err != nil {
-		return fmt.Errorf("audit file sink: encoding event: %w", err)
-	}
-	s.err = s.write(append(line, '\n'))
-	if s.err != nil {
-		return s.err
-	}
-	s.seq++
-	s.prev = LineHash(line)
-	for _, w := range s.waiters {
-		select {
-		case w <- struct{}{}:
-		default:
-		}
-	}
-	return nil
+	chained.Annotations[AnnotationAuditID] = FormatAuditID(s.cfg.Node, seq)
+	chained.Annotations[AnnotationAuditPrev] = prev
+	return s.enc.Encode(&chained) // json.Marshal's bytes, and a newline
 }
 
 // Head returns the last event's sequence number and chain hash.
@@ -149,20 +270,50 @@ func (s *FileSink) Notify() <-chan struct{} {
 	return ch
 }
 
-func (s *FileSink) write(line []byte) error {
-	if s.f == nil {
-		return errors.New("audit file sink: closed")
-	}
-	tooOld := s.cfg.MaxAge > 0 && s.cfg.Now().Sub(s.opened) > s.cfg.MaxAge
-	if s.size > 0 && (tooOld || s.cfg.MaxSizeBytes > 0 && s.size+int64(len(line)) > s.cfg.MaxSizeBytes) {
-		if err := s.rotate(); err != nil {
-			return err
+// writeLines appends lines (ends[i] is where line i ends) with as few
+// writes as rotation allows, and returns how many lines are in the file.
+func (s *FileSink) writeLines(lines []byte, ends []int) (int, error) {
+	done, start := 0, 0
+	for done < len(ends) {
+		if s.f == nil {
+			return done, errors.New("audit file sink: closed")
 		}
+		// Rotate before a line that would go past the limits, as if the
+		// lines were written one by one; write the lines up to the next
+		// such line in one go.
+		if s.mustRotate(ends[done] - start) {
+			if err := s.rotate(); err != nil {
+				return done, err
+			}
+		}
+		end := done + 1
+		for end < len(ends) && !s.mustRotateAt(s.size+int64(ends[end-1]-start), ends[end]-ends[end-1]) {
+			end++
+		}
+		if err := s.write(lines[start:ends[end-1]]); err != nil {
+			return done, err
+		}
+		done, start = end, ends[end-1]
 	}
-	n, err := s.f.Write(line)
+	return done, nil
+}
+
+// mustRotate says whether the file must be rotated before a line of n
+// bytes is appended.
+func (s *FileSink) mustRotate(n int) bool { return s.mustRotateAt(s.size, n) }
+
+// mustRotateAt is mustRotate for a file of size bytes.
+func (s *FileSink) mustRotateAt(size int64, n int) bool {
+	tooOld := s.cfg.MaxAge > 0 && s.cfg.Now().Sub(s.opened) > s.cfg.MaxAge
+	return size > 0 && (tooOld || s.cfg.MaxSizeBytes > 0 && size+int64(n) > s.cfg.MaxSizeBytes)
+}
+
+// write appends whole lines with one write and syncs them as configured.
+// A torn write is taken back, so the next line starts clean.
+func (s *FileSink) write(lines []byte) error {
+	n, err := s.f.Write(lines)
 	if err != nil {
 		if n > 0 {
-			// Take the torn line back, so the next one starts clean.
 			if terr := s.f.Truncate(s.size); terr != nil {
 				s.size += int64(n)
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kubegate/kubegate/audit"
 	"github.com/kubegate/kubegate/cluster"
+	"github.com/kubegate/kubegate/identity"
 	"github.com/kubegate/kubegate/k8swire"
 	"github.com/kubegate/kubegate/upgrade"
 	authnv1 "k8s.io/api/authentication/v1"
@@ -188,6 +189,20 @@ func credentialID(r *http.Request) string {
 	}
 	sum := sha256.Sum256([]byte(tok))
 	return "sha256:" + hex.EncodeToString(sum[:8])
+}
+
+// credentialFor is credentialID(r), taken from p when the authenticator
+// hashed the same token already (identity.Principal.Credential): when the
+// header is exactly "Bearer <token>", which the authenticator reads as the
+// same token.
+func credentialFor(r *http.Request, p *identity.Principal) string {
+	if p.Credential != "" {
+		h := r.Header.Get("Authorization")
+		if tok, ok := strings.CutPrefix(h, "Bearer "); ok && tok != "" && strings.TrimSpace(tok) == tok && len(r.Header.Values("Authorization")) == 1 {
+			return p.Credential
+		}
+	}
+	return credentialID(r)
 }
 
 // auditableBody is a request body as JSON, with the content type a client

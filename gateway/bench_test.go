@@ -2,11 +2,15 @@ package gateway
 
 import (
 	"bytes"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/kubegate/kubegate/audit"
 	"github.com/kubegate/kubegate/k8swire"
@@ -24,12 +28,41 @@ import (
 // to a file. The client side is in process, so the figures are the
 // gateway's own cost plus the upstream round trip.
 func BenchmarkServeGet(b *testing.B) {
+	g, body := benchGateway(b)
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	for b.Loop() {
+		benchGet(b, g, body)
+	}
+}
+
+// BenchmarkServeGetParallel is BenchmarkServeGet with 50 clients at once
+// (25 per GOMAXPROCS), as in the throughput profile of issue #9: their
+// audit events meet in the one audit file.
+func BenchmarkServeGetParallel(b *testing.B) {
+	g, body := benchGateway(b)
+	benchGet(b, g, body) // one connection upstream, not one per client
+	b.ResetTimer()
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	b.SetParallelism(25)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			benchGet(b, g, body)
+		}
+	})
+}
+
+// benchGateway is a gateway in front of an upstream that answers every
+// request with the pod body it returns.
+func benchGateway(b *testing.B) (*Gateway, []byte) {
 	body := benchPodProtobuf(b)
 	upstream := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", k8swire.ContentTypeProtobuf)
 		_, _ = w.Write(body)
 	}))
 	upstream.EnableHTTP2 = true
+	upstream.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes cut short at Close
 	upstream.StartTLS()
 	b.Cleanup(upstream.Close)
 	u, _ := url.Parse(upstream.URL)
@@ -49,16 +82,17 @@ func BenchmarkServeGet(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		r := httptest.NewRequest("GET", "/api/v1/namespaces/dev/pods/toolbox", nil)
-		r.Header.Set("Authorization", "Bearer good")
-		r.Header.Set("Accept", k8swire.ContentTypeProtobuf)
-		w := httptest.NewRecorder()
-		g.ServeHTTP(w, r)
-		if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), body) {
-			b.Fatalf("got %d: %.200q", w.Code, w.Body.Bytes())
-		}
+	return g, body
+}
+
+func benchGet(b *testing.B, g *Gateway, body []byte) {
+	r := httptest.NewRequest("GET", "/api/v1/namespaces/dev/pods/toolbox", nil)
+	r.Header.Set("Authorization", "Bearer good")
+	r.Header.Set("Accept", k8swire.ContentTypeProtobuf)
+	w := httptest.NewRecorder()
+	g.ServeHTTP(w, r)
+	if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), body) {
+		b.Errorf("got %d: %.200q", w.Code, w.Body.Bytes())
 	}
 }
 
@@ -84,4 +118,22 @@ func benchPodProtobuf(b *testing.B) []byte {
 		b.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// reportCPU reports the process's CPU time (user and system) per op, which
+// other load on the machine inflates far less than the time per op. Call
+// its result when the loop is done.
+func reportCPU(b *testing.B) func() {
+	start := cpuTime(b)
+	return func() {
+		b.ReportMetric(float64((cpuTime(b)-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	}
+}
+
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

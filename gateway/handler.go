@@ -92,7 +92,7 @@ func (g *Gateway) serve(w *responseRecorder, r *http.Request, x *exchange) error
 		return err
 	}
 	x.principal = p
-	x.credential = credentialID(r)
+	x.credential = credentialFor(r, p)
 	if err := g.limiter.allow(p.User, g.cfg.Now()); err != nil {
 		return err
 	}

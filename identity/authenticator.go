@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,6 +102,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request) (*Pri
 	if err != nil {
 		return nil, err
 	}
+	p.Credential = credentialID(key)
 	until := now.Add(maxCacheTTL)
 	if p.Expiry.Before(until) {
 		until = p.Expiry
@@ -110,6 +112,11 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request) (*Pri
 		return p.Clone(), nil
 	}
 	return p, nil
+}
+
+// credentialID is Principal.Credential for a token's SHA-256.
+func credentialID(sum tokenKey) string {
+	return "sha256:" + hex.EncodeToString(sum[:8])
 }
 
 // Ready returns nil when every issuer's discovery document and key set have

@@ -2,6 +2,8 @@ package identity
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
@@ -55,6 +57,11 @@ func checkAuth(t *testing.T, a *Authenticator, c authCase) {
 	if err != nil {
 		t.Fatalf("unexpected error: %v", err)
 	}
+	sum := sha256.Sum256([]byte(c.token))
+	if want := "sha256:" + hex.EncodeToString(sum[:8]); p.Credential != want {
+		t.Errorf("Credential = %q, want %q", p.Credential, want)
+	}
+	p.Credential = ""
 	checkPrincipal(t, p, c.want)
 }
 
@@ -189,7 +196,7 @@ func authCases(t testing.TB, g *gateway) []authCase {
 		{name: "RS256", token: valid, want: alice},
 		{name: "ES256", token: idp.sign(t, jose.ES256, idp.claims(now, nil)), want: alice},
 		{name: "PS256", token: idp.sign(t, jose.PS256, idp.claims(now, nil)), want: alice},
-		{name: "lower-case scheme", header: []string{"bearer " + valid}, want: alice},
+		{name: "lower-case scheme", token: valid, header: []string{"bearer " + valid}, want: alice},
 		{name: "groups as a string", token: idpTok(map[string]any{"groups": "agents"}), want: user([]string{"dex:agents"}, exp)},
 		{name: "no groups claim", token: idpTok(map[string]any{"groups": omit}), want: user(nil, exp)},
 		{name: "empty groups dropped", token: idpTok(map[string]any{"groups": []string{"", "agents"}}), want: user([]string{"dex:agents"}, exp)},

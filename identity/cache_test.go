@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"testing"
@@ -93,6 +94,10 @@ func TestAuthenticateCacheHit(t *testing.T) {
 	if _, ok := g.a.cache.get(key(tok), now); !ok {
 		t.Fatal("verified token not cached")
 	}
+	sum := sha256.Sum256([]byte(tok))
+	if want := "sha256:" + hex.EncodeToString(sum[:8]); first.Credential != want {
+		t.Fatalf("Credential = %q, want %q", first.Credential, want)
+	}
 	// Take the issuer's keys away: from here on, only the cache can say yes.
 	is := g.a.issuers[g.sa.url]
 	is.mu.Lock()
@@ -108,6 +113,9 @@ func TestAuthenticateCacheHit(t *testing.T) {
 		}
 		if p.Groups[0] != "system:serviceaccounts" || p.Extra["authentication.kubernetes.io/pod-name"][0] != "web-0" {
 			t.Fatalf("cached principal was changed through a returned copy: %+v", p)
+		}
+		if p.Credential != first.Credential {
+			t.Fatalf("cached principal's Credential %q, first %q", p.Credential, first.Credential)
 		}
 	}
 	// Many distinct tokens: one key set fetch in all, and the cache stays

@@ -20,6 +20,11 @@ type Principal struct {
 	Issuer string
 	// Expiry is when the token expires.
 	Expiry time.Time
+	// Credential identifies the token without holding it: "sha256:" and
+	// the first 16 hex digits of its SHA-256 (audit.AnnotationCredential),
+	// from the hash the Authenticator computes for its cache anyway. Empty
+	// when the Principal was not made from a bearer token by Authenticate.
+	Credential string `json:"-"`
 }
 
 // Clone returns a deep copy of p, which the caller may modify freely.
