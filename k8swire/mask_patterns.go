@@ -6,8 +6,8 @@ import (
 	"regexp"
 	"regexp/syntax"
 	"slices"
-	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // patternSet is the compiled value patterns of a Masker. It is immutable and
@@ -227,38 +227,11 @@ func indexByteFrom(b []byte, from int, c byte) int {
 	return len(b)
 }
 
-// inString reports whether s holds n.
+// inString reports whether s holds n, reading s in place (n.in does not
+// write to it). A folded needle is ASCII without k or s (required), so
+// ASCII folding finds what Unicode folding would.
 func (n needle) inString(s string) bool {
-	if !n.fold {
-		return strings.Contains(s, string(n.lit))
-	}
-	lo, up, size := n.lit[0], upperASCII(n.lit[0]), len(n.lit)
-	nextLo, nextUp := -1, -1 // where lo and up occur next, len(s) if not
-	for c := 0; c+size <= len(s); {
-		if nextLo < c {
-			nextLo = indexByteFromString(s, c, lo)
-		}
-		if nextUp < c {
-			nextUp = indexByteFromString(s, c, up)
-		}
-		i := min(nextLo, nextUp)
-		if i+size > len(s) {
-			return false
-		}
-		if strings.EqualFold(s[i:i+size], string(n.lit)) {
-			return true
-		}
-		c = i + 1
-	}
-	return false
-}
-
-// indexByteFromString is indexByteFrom for a string.
-func indexByteFromString(s string, from int, c byte) int {
-	if k := strings.IndexByte(s[from:], c); k >= 0 {
-		return from + k
-	}
-	return len(s)
+	return n.in(unsafe.Slice(unsafe.StringData(s), len(s)))
 }
 
 // upperASCII is c in upper case if it is an ASCII letter.
