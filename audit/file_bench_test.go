@@ -3,10 +3,10 @@ package audit
 import (
 	"context"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kubegate/kubegate/internal/benchcpu"
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -53,7 +53,7 @@ func BenchmarkFileSinkWrite(b *testing.B) {
 			defer s.Close()
 			ctx := context.Background()
 			b.ReportAllocs()
-			defer reportCPU(b)()
+			defer benchcpu.Report(b)()
 			if bc.parallel == 0 {
 				ev := benchEvent()
 				for b.Loop() {
@@ -75,22 +75,4 @@ func BenchmarkFileSinkWrite(b *testing.B) {
 			})
 		})
 	}
-}
-
-// reportCPU reports the process's CPU time (user and system) per op, which
-// other load on the machine inflates far less than the time per op. Call
-// its result when the loop is done.
-func reportCPU(b *testing.B) func() {
-	start := cpuTime(b)
-	return func() {
-		b.ReportMetric(float64((cpuTime(b)-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
-	}
-}
-
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

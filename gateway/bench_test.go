@@ -8,11 +8,10 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/kubegate/kubegate/audit"
+	"github.com/kubegate/kubegate/internal/benchcpu"
 	"github.com/kubegate/kubegate/k8swire"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -30,7 +29,7 @@ import (
 func BenchmarkServeGet(b *testing.B) {
 	g, body := benchGateway(b)
 	b.ReportAllocs()
-	defer reportCPU(b)()
+	defer benchcpu.Report(b)()
 	for b.Loop() {
 		benchGet(b, g, body)
 	}
@@ -44,7 +43,7 @@ func BenchmarkServeGetParallel(b *testing.B) {
 	benchGet(b, g, body) // one connection upstream, not one per client
 	b.ResetTimer()
 	b.ReportAllocs()
-	defer reportCPU(b)()
+	defer benchcpu.Report(b)()
 	b.SetParallelism(25)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -118,22 +117,4 @@ func benchPodProtobuf(b *testing.B) []byte {
 		b.Fatal(err)
 	}
 	return buf.Bytes()
-}
-
-// reportCPU reports the process's CPU time (user and system) per op, which
-// other load on the machine inflates far less than the time per op. Call
-// its result when the loop is done.
-func reportCPU(b *testing.B) func() {
-	start := cpuTime(b)
-	return func() {
-		b.ReportMetric(float64((cpuTime(b)-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
-	}
-}
-
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
