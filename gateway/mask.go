@@ -108,8 +108,10 @@ func (g *Gateway) maskResponse(resp *http.Response) error {
 		resp.Header.Del("Content-Length")
 		return nil
 	}
-	if s := g.cfg.Masker.NewJSONStream(x.req, ct, maxMaskedBody); s != nil && x.req.Verb == "list" {
-		return g.maskListStream(resp, x, s)
+	if x.req.Verb == "list" {
+		if s := g.cfg.Masker.NewJSONStream(x.req, ct, maxMaskedBody); s != nil {
+			return g.maskListStream(resp, x, s)
+		}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxMaskedBody+1))
