@@ -135,6 +135,10 @@ func (s *JSONStream) whole() error {
 	if !s.eof {
 		return nil
 	}
+	if len(s.in) == 0 {
+		s.state = streamEnd // an empty body passes, as in MaskBody
+		return nil
+	}
 	out, changed, err := s.m.maskJSON(s.req, s.reqRules, s.in, false)
 	if err != nil {
 		return err

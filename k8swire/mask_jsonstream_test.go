@@ -136,6 +136,8 @@ func TestJSONStreamLikeMaskBody(t *testing.T) {
 		{"protobuf", "k8s\x00\n\x0c\n\x02v1\x12\x06Secret"},
 		{"not an object", `["kind","SecretList"]`},
 		{"empty object", `{}`},
+		{"empty body", ``},
+		{"only space", " \n"},
 	}
 	for _, c := range odd {
 		t.Run(c.name, func(t *testing.T) {
