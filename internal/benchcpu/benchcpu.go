@@ -1,4 +1,3 @@
-// Package benchcpu reports a benchmark's CPU time per op.
 package benchcpu
 
 import (
