@@ -239,3 +239,51 @@ func TestRecordingReleasesBufferWhenIdle(t *testing.T) {
 		t.Fatalf("on disk: %q, %v", c.Output(), err)
 	}
 }
+
+// TestRecordingBufferSize checks that short events wait in a small buffer,
+// and that a long event, or short ones that fill the small buffer, get the
+// full one, with every event on disk in order after the flush.
+func TestRecordingBufferSize(t *testing.T) {
+	r, ft := record(t, RecordingConfig{})
+	defer r.Close()
+	var want bytes.Buffer
+	output := func(p []byte) {
+		t.Helper()
+		if err := r.Output(p); err != nil {
+			t.Fatal(err)
+		}
+		want.Write(p)
+	}
+	size := func() int {
+		if r.cast.w == nil {
+			return 0
+		}
+		return r.cast.w.Size()
+	}
+
+	output([]byte("$ ls\n"))
+	if size() != smallBuffer {
+		t.Fatalf("a short event borrowed a buffer of %d bytes, want %d", size(), smallBuffer)
+	}
+	output(bytes.Repeat([]byte("x"), shortEventData+1))
+	if size() != bufferSize {
+		t.Fatalf("after a long event the buffer has %d bytes, want %d", size(), bufferSize)
+	}
+	ft.fire()
+	if size() != 0 {
+		t.Fatal("the timed flush kept the buffer")
+	}
+
+	line := append(bytes.Repeat([]byte("y"), 99), '\n')
+	for size() != bufferSize {
+		if want.Len() > 2*smallBuffer {
+			t.Fatalf("short events filled %d bytes and still wait in a buffer of %d", want.Len(), size())
+		}
+		output(line)
+	}
+	ft.fire()
+	c, err := castOnDisk(t, r)
+	if err != nil || c.Output() != want.String() {
+		t.Fatalf("on disk: %d bytes of output (%v), want %d", len(c.Output()), err, want.Len())
+	}
+}

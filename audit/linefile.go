@@ -32,15 +32,28 @@ func createFile(path string) (recordFile, error) {
 // lineFile is one buffered file of JSON lines. Its buffer is borrowed
 // from a pool while bytes wait in it, and given back when a timed flush
 // empties it: an idle session holds none (an idle attach session held
-// 64 KiB for its .cast alone).
+// 64 KiB for its .cast alone). The buffer borrowed first is a small one;
+// it is traded for one of the full size when it fills, or for an event
+// longer than shortEventData.
 type lineFile struct {
 	path string
 	f    recordFile
 	dst  io.Writer     // f, or f and sum
-	size int           // the buffer's size
+	size int           // the full buffer's size
 	w    *bufio.Writer // nil while nothing is buffered after a release
 	sum  hash.Hash     // SHA-256 of what reached f; nil when not wanted
 }
+
+// smallBuffer is the size of the buffer a file borrows first, and
+// shortEventData the longest event data written through it. Interactive
+// output comes in short events (an echoed line, a prompt), and thousands
+// of attach sessions that all receive a line at once each held a full
+// buffer until their timed flush: 2,000 sessions of a benchmark held
+// 90 MiB of them.
+const (
+	smallBuffer    = 4 << 10
+	shortEventData = 512 // escaped at worst with the line around, it fits smallBuffer
+)
 
 // writerPools hold idle bufio.Writers, one pool per buffer size.
 var writerPools sync.Map // int -> *sync.Pool
@@ -53,14 +66,31 @@ func writerPool(size int) *sync.Pool {
 	return p.(*sync.Pool)
 }
 
-// buf is the file's buffered writer, borrowed from the pool if it has
-// none.
+// buf is the file's buffered writer; a small one is borrowed from the
+// pool if it has none.
 func (l *lineFile) buf() *bufio.Writer {
 	if l.w == nil {
-		l.w = writerPool(l.size).Get().(*bufio.Writer)
-		l.w.Reset(l.dst)
+		l.borrow(min(smallBuffer, l.size))
 	}
 	return l.w
+}
+
+func (l *lineFile) borrow(size int) {
+	l.w = writerPool(size).Get().(*bufio.Writer)
+	l.w.Reset(l.dst)
+}
+
+// full gives the file a buffer of the full size, giving back (after
+// flushing) the small one it holds.
+func (l *lineFile) full() error {
+	if l.w != nil && l.w.Size() >= l.size {
+		return nil
+	}
+	if err := l.release(); err != nil {
+		return err
+	}
+	l.borrow(l.size)
+	return nil
 }
 
 // buffered is how many bytes wait in the buffer.
@@ -85,7 +115,7 @@ func (l *lineFile) release() error {
 		return err
 	}
 	l.w.Reset(nil)
-	writerPool(l.size).Put(l.w)
+	writerPool(l.w.Size()).Put(l.w)
 	l.w = nil
 	return nil
 }
@@ -119,11 +149,29 @@ func (l *lineFile) close() error {
 }
 
 // reserve makes room for n bytes in the buffer, flushing it if needed.
+// A small buffer that fills is traded for a full one: the stream is busy.
 func (l *lineFile) reserve(n int) error {
-	if l.buf().Available() < n {
-		return l.w.Flush()
+	if l.buf().Available() >= n {
+		return nil
 	}
-	return nil
+	if l.w.Size() < l.size {
+		return l.full()
+	}
+	return l.w.Flush()
+}
+
+// reserveEvent is reserve for a line of n bytes besides its event data of
+// dataLen bytes. Short data is reserved for whole, escaped at worst, so
+// that short events filling a small buffer trade it for a full one; longer
+// data gets a full buffer at once.
+func (l *lineFile) reserveEvent(n, dataLen int) error {
+	if dataLen <= shortEventData {
+		return l.reserve(n + maxEscape*dataLen)
+	}
+	if err := l.full(); err != nil {
+		return err
+	}
+	return l.reserve(n)
 }
 
 // writeStderrLine writes a stderr sidecar line: [t, "<base64 of p>"].

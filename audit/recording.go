@@ -398,7 +398,7 @@ func (r *Recording) elapsed() time.Duration {
 // their exact bytes to the raw sidecar if they are not valid UTF-8.
 func (r *Recording) writeEvent(d time.Duration, code string, head, body []byte) error {
 	w := r.cast
-	if err := w.reserve(64); err != nil {
+	if err := w.reserveEvent(64, len(head)+len(body)); err != nil {
 		return err
 	}
 	bw := w.buf()
