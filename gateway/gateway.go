@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/kubegate/kubegate/k8swire"
 	"github.com/kubegate/kubegate/notify"
 	"github.com/kubegate/kubegate/policy"
+	"github.com/kubegate/kubegate/upgrade"
 	"k8s.io/client-go/rest"
 )
 
@@ -128,6 +130,9 @@ type Gateway struct {
 	api      http.Handler // kubegate's own API under APIPrefix
 	sessions *Sessions
 	limiter  *limiter
+	// streamTLS is the apiserver TLS configuration exec and attach
+	// sessions share (upgrade.UpstreamTLS); nil without StreamUpstream.
+	streamTLS *tls.Config
 }
 
 // New validates cfg and builds the pipeline.
@@ -178,6 +183,13 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, errors.New("gateway: limits: requestsPerSecond must be a number and burst not negative")
 	}
 	g := &Gateway{cfg: cfg, sessions: NewSessions(), limiter: newLimiter(cfg.Limits)}
+	if cfg.StreamUpstream != nil {
+		tc, err := upgrade.UpstreamTLS(cfg.StreamUpstream)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: stream upstream: %w", err)
+		}
+		g.streamTLS = tc
+	}
 	g.proxy = g.newProxy()
 	g.api = g.newAPI()
 	return g, nil

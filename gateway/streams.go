@@ -109,7 +109,7 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request, x *exchang
 	x.session.result = upgrade.ServeRemoteCommand(w, r.WithContext(ctx), upgrade.RemoteCommandConfig{
 		NewOutputFilter:  g.outputFilter(x),
 		OutputFlushDelay: ttyFlushDelay(s.TTY),
-		Upstream:         upstream, URL: &u, Attach: x.req.Subresource == "attach", Command: s.Command,
+		Upstream:         upstream, URL: &u, TLS: g.streamTLS, Attach: x.req.Subresource == "attach", Command: s.Command,
 		Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, TTY: s.TTY,
 		Tap: tap, ContinueWithoutRecording: continueUnrecorded, MaxFrameBytes: g.cfg.MaxFrameBytes,
 		Log: g.cfg.Log.With("request_id", x.id),

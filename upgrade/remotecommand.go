@@ -2,6 +2,7 @@ package upgrade
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,11 @@ type RemoteCommandConfig struct {
 	Upstream *rest.Config
 	// URL is the upstream exec or attach URL, query included. Required.
 	URL *url.URL
+	// TLS is the apiserver TLS configuration, shared by sessions (see
+	// UpstreamTLS): its session cache lets a session resume a TLS session
+	// instead of a full handshake. Nil builds one from Upstream for this
+	// session.
+	TLS *tls.Config
 	// Attach selects attach instead of exec.
 	Attach bool
 	// Command is the exec command (ignored for attach).
@@ -137,7 +143,7 @@ func (r *relay) run(ctx context.Context, in io.Reader, out, errOut io.Writer, tt
 	r.mu.Unlock()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	exec, upstream, err := newUpstreamExecutor(r.cfg.Upstream, r.cfg.URL)
+	exec, upstream, err := newUpstreamExecutor(r.cfg.Upstream, r.cfg.URL, r.cfg.TLS)
 	if err != nil {
 		return r.finish(fmt.Errorf("preparing upstream stream: %w", err))
 	}

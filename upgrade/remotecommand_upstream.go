@@ -1,6 +1,8 @@
 package upgrade
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -47,36 +49,64 @@ var ErrUpstreamNoStatus = errors.New("the apiserver ended the session without an
 // Both are authorized as create on pods/exec or pods/attach (the apiserver
 // checks create for a WebSocket GET too since 1.35): the verb kubegate's
 // policy sees.
-func newUpstreamExecutor(cfg *rest.Config, u *url.URL) (clientremotecommand.Executor, *upstreamStatus, error) {
-	tlsConfig, err := rest.TLSConfigFor(cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("building the apiserver TLS config: %w", err)
+func newUpstreamExecutor(cfg *rest.Config, u *url.URL, tlsConfig *tls.Config) (clientremotecommand.Executor, *upstreamStatus, error) {
+	if tlsConfig == nil {
+		var err error
+		if tlsConfig, err = UpstreamTLS(cfg); err != nil {
+			return nil, nil, err
+		}
 	}
+	status := &upstreamStatus{}
+	ws, err := newWSExecutor(cfg, u, status, tlsConfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The SPDY executor is built only when the WebSocket upgrade is
+	// refused: almost every session goes without it.
+	spdy := &lazyExecutor{build: func() (clientremotecommand.Executor, error) {
+		return newSPDYUpstreamExecutor(cfg, u, tlsConfig, status)
+	}}
+	exec, err := clientremotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
+		return streamhttp.IsUpgradeFailure(err) || streamhttp.IsHTTPSProxyError(err)
+	})
+	return exec, status, err
+}
+
+// newSPDYUpstreamExecutor is client-go's SPDY executor with kubegate's TLS
+// configuration and credentials, its error stream watched by status.
+func newSPDYUpstreamExecutor(cfg *rest.Config, u *url.URL, tlsConfig *tls.Config, status *upstreamStatus) (clientremotecommand.Executor, error) {
 	proxy := http.ProxyFromEnvironment
 	if cfg.Proxy != nil {
 		proxy = cfg.Proxy
 	}
 	rt, err := apispdy.NewRoundTripperWithConfig(apispdy.RoundTripperConfig{TLS: tlsConfig, Proxier: proxy})
 	if err != nil {
-		return nil, nil, fmt.Errorf("building the SPDY round tripper: %w", err)
+		return nil, fmt.Errorf("building the SPDY round tripper: %w", err)
 	}
 	wrapped, err := rest.HTTPWrappersForConfig(cfg, rt)
 	if err != nil {
-		return nil, nil, fmt.Errorf("building the apiserver credentials: %w", err)
+		return nil, fmt.Errorf("building the apiserver credentials: %w", err)
 	}
-	status := &upstreamStatus{}
-	spdy, err := clientremotecommand.NewSPDYExecutorForTransports(wrapped, &statusUpgrader{Upgrader: rt, status: status}, http.MethodPost, u)
+	return clientremotecommand.NewSPDYExecutorForTransports(wrapped, &statusUpgrader{Upgrader: rt, status: status}, http.MethodPost, u)
+}
+
+// lazyExecutor builds its executor when a session first runs on it.
+type lazyExecutor struct {
+	build func() (clientremotecommand.Executor, error)
+}
+
+var _ clientremotecommand.Executor = (*lazyExecutor)(nil)
+
+func (e *lazyExecutor) Stream(opts clientremotecommand.StreamOptions) error {
+	return e.StreamWithContext(context.Background(), opts)
+}
+
+func (e *lazyExecutor) StreamWithContext(ctx context.Context, opts clientremotecommand.StreamOptions) error {
+	exec, err := e.build()
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	ws, err := newWSExecutor(cfg, u, status)
-	if err != nil {
-		return nil, nil, err
-	}
-	exec, err := clientremotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
-		return streamhttp.IsUpgradeFailure(err) || streamhttp.IsHTTPSProxyError(err)
-	})
-	return exec, status, err
+	return exec.StreamWithContext(ctx, opts)
 }
 
 // upstreamStatus watches the error stream of an upstream SPDY session.

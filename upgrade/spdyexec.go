@@ -133,7 +133,8 @@ func upgradeSPDY(w http.ResponseWriter, req *http.Request, maxData int) (*spdyst
 		return nil, fmt.Errorf("hijacking the connection: %w", err)
 	}
 	// rw.Reader holds what the HTTP server read ahead and reads on from c.
-	conn, err := spdystream.NewConnectionWithOptions(&readerConn{Conn: c, r: &spdyFrameReader{r: rw.Reader, maxData: maxData}}, true, spdyFramerOptions()...)
+	rc := &readerConn{Conn: c, r: &spdyFrameReader{r: rw.Reader, maxData: maxData}, w: &spdyFrameWriter{w: c}}
+	conn, err := spdystream.NewConnectionWithOptions(rc, true, spdyFramerOptions()...)
 	if err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("starting the SPDY connection: %w", err)
@@ -239,13 +240,22 @@ func (s *spdySession) close(conn *spdystream.Connection) {
 	_ = conn.Close()
 }
 
-// readerConn is a connection read through r.
+// readerConn is a connection read through r and, when w is set, written
+// through w.
 type readerConn struct {
 	net.Conn
 	r io.Reader
+	w io.Writer
 }
 
 func (c *readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *readerConn) Write(p []byte) (int, error) {
+	if c.w == nil {
+		return c.Conn.Write(p)
+	}
+	return c.w.Write(p)
+}
 
 // spdyFrameReader is a client's SPDY byte stream with every frame header
 // checked against kubegate's limits before spdystream allocates the frame

@@ -3,6 +3,7 @@ package upgrade
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,29 +47,33 @@ const stdinBufSize = 8 << 10
 type wsExecutor struct {
 	cfg    *rest.Config
 	url    *url.URL
+	tls    *tls.Config     // shared by sessions; never changed
 	status *upstreamStatus // told the protocol once connected
 }
 
 var _ clientremotecommand.Executor = (*wsExecutor)(nil)
 
-// newWSExecutor prepares a session toward u with cfg's TLS settings and
-// credentials.
-func newWSExecutor(cfg *rest.Config, u *url.URL, status *upstreamStatus) (*wsExecutor, error) {
-	return &wsExecutor{cfg: cfg, url: u, status: status}, nil
+// newWSExecutor prepares a session toward u with tlsConfig (see
+// UpstreamTLS) and cfg's proxy and credentials.
+func newWSExecutor(cfg *rest.Config, u *url.URL, status *upstreamStatus, tlsConfig *tls.Config) (*wsExecutor, error) {
+	return &wsExecutor{cfg: cfg, url: u, tls: tlsConfig, status: status}, nil
 }
 
 // DialWebSocket opens a WebSocket connection to u, an https URL, with
 // cfg's TLS settings, proxy and credentials: client-go's wrappers add the
-// bearer token and impersonation headers to hdr, then d dials (d's TLS
-// config and proxy are set here). A refused handshake returns
-// websocket.ErrBadHandshake with the server's response, its body unread
-// and the caller's to close.
+// bearer token and impersonation headers to hdr, then d dials (d's proxy
+// is set here, and its TLS config when d has none: a caller that dials
+// often passes a shared one from UpstreamTLS). A refused handshake
+// returns websocket.ErrBadHandshake with the server's response, its body
+// unread and the caller's to close.
 func DialWebSocket(ctx context.Context, cfg *rest.Config, u *url.URL, hdr http.Header, d websocket.Dialer) (*websocket.Conn, *http.Response, error) {
-	tlsConfig, err := rest.TLSConfigFor(cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("building the apiserver TLS config: %w", err)
+	if d.TLSClientConfig == nil {
+		tlsConfig, err := rest.TLSConfigFor(cfg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("building the apiserver TLS config: %w", err)
+		}
+		d.TLSClientConfig = tlsConfig
 	}
-	d.TLSClientConfig = tlsConfig
 	d.Proxy = http.ProxyFromEnvironment
 	if cfg.Proxy != nil {
 		d.Proxy = cfg.Proxy
@@ -126,6 +131,7 @@ func (d *wsDial) RoundTrip(req *http.Request) (*http.Response, error) {
 // failure, which lets the caller fall back to SPDY.
 func (e *wsExecutor) dial(ctx context.Context) (*websocket.Conn, error) {
 	conn, resp, err := DialWebSocket(ctx, e.cfg, e.url, nil, websocket.Dialer{
+		TLSClientConfig: e.tls,
 		Subprotocols:    []string{wsProtocolV5},
 		ReadBufferSize:  4 << 10,
 		WriteBufferPool: wsWriteBuffers,

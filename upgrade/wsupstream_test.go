@@ -162,7 +162,7 @@ func runWSExecutor(t *testing.T, srv *httptest.Server, opts clientremotecommand.
 	t.Helper()
 	u, _ := url.Parse(srv.URL + "/api/v1/namespaces/dev/pods/p/exec?command=sh&stdout=true")
 	cfg := &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{CAData: rcCAPEM(srv)}}
-	e, err := newWSExecutor(cfg, u, &upstreamStatus{})
+	e, err := newWSExecutor(cfg, u, &upstreamStatus{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
