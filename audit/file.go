@@ -126,8 +126,10 @@ func (s *FileSink) Write(_ context.Context, ev *auditv1.Event) error {
 	if !s.leading {
 		s.leading = true
 		s.qmu.Unlock()
-		me := &waiter{ev: ev}
-		return s.lead([]*waiter{me}, me)
+		me := getWaiter(ev)
+		err := s.lead([]*waiter{me}, me)
+		putWaiter(me)
+		return err
 	}
 	w := getWaiter(ev)
 	s.queue = append(s.queue, w)
