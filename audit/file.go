@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,11 +54,11 @@ type FileSink struct {
 	queue   []*waiter // events that arrived while it was
 
 	mu      sync.Mutex
-	buf     bytes.Buffer  // a batch's lines, reused (under mu)
-	enc     *json.Encoder // encodes into buf
-	ends    []int         // where each line of buf ends, with its newline
-	hashes  []string      // each line's LineHash
-	encoded []*waiter     // the batch's waiters whose events have a line
+	buf     []byte    // a batch's lines, reused (under mu)
+	keys    []string  // scratch for appendEventJSON (under mu)
+	ends    []int     // where each line of buf ends, with its newline
+	hashes  []string  // each line's LineHash
+	encoded []*waiter // the batch's waiters whose events have a line
 	f       *os.File
 	size    int64
 	err     error     // the last write error, cleared by a later success
@@ -88,7 +87,6 @@ func NewFileSink(cfg FileConfig) (*FileSink, error) {
 		cfg.Node = "kubegate"
 	}
 	s := &FileSink{cfg: cfg}
-	s.enc = json.NewEncoder(&s.buf)
 	if err := s.open(); err != nil {
 		return nil, err
 	}
@@ -128,8 +126,10 @@ func (s *FileSink) Write(_ context.Context, ev *auditv1.Event) error {
 	if !s.leading {
 		s.leading = true
 		s.qmu.Unlock()
-		me := &waiter{ev: ev}
-		return s.lead([]*waiter{me}, me)
+		me := getWaiter(ev)
+		err := s.lead([]*waiter{me}, me)
+		putWaiter(me)
+		return err
 	}
 	w := getWaiter(ev)
 	s.queue = append(s.queue, w)
@@ -197,25 +197,25 @@ func (s *FileSink) lead(batch []*waiter, me *waiter) error {
 // writeBatch encodes the batch's events, each chained to the one before,
 // and appends their lines, setting each waiter's err. Call with mu held.
 func (s *FileSink) writeBatch(batch []*waiter) {
-	s.buf.Reset()
+	s.buf = s.buf[:0]
 	s.ends, s.hashes = s.ends[:0], s.hashes[:0]
 	seq, prev := s.seq, s.prev
 	ok := s.encoded[:0]
 	for _, w := range batch {
-		start := s.buf.Len()
+		start := len(s.buf)
 		if err := s.encode(w.ev, seq+1, prev); err != nil {
-			s.buf.Truncate(start)
+			s.buf = s.buf[:start]
 			w.err = fmt.Errorf("audit file sink: encoding event: %w", err)
 			continue
 		}
 		seq++
-		prev = LineHash(s.buf.Bytes()[start:])
-		s.ends = append(s.ends, s.buf.Len())
+		prev = LineHash(s.buf[start:])
+		s.ends = append(s.ends, len(s.buf))
 		s.hashes = append(s.hashes, prev)
 		ok = append(ok, w)
 	}
 	if len(ok) > 0 {
-		n, err := s.writeLines(s.buf.Bytes(), s.ends)
+		n, err := s.writeLines(s.buf, s.ends)
 		s.err = err
 		for i, w := range ok {
 			if i >= n {
@@ -235,22 +235,36 @@ func (s *FileSink) writeBatch(batch []*waiter) {
 	}
 	clear(ok)
 	s.encoded = ok
-	if s.buf.Cap() > maxBatchBuffer {
-		s.buf = bytes.Buffer{}
+	if cap(s.buf) > maxBatchBuffer {
+		s.buf = nil
 	}
 }
 
 // maxBatchBuffer bounds the batch buffer kept between batches.
 const maxBatchBuffer = 1 << 20
 
-// encode appends ev's line, with its place in the chain, to buf.
+// encode appends ev's line, with its place in the chain, to buf: the
+// bytes json.Marshal gives for a copy of ev carrying the chain annotations,
+// and a newline. appendEventJSON writes them for the events it knows;
+// encoding/json the others.
 func (s *FileSink) encode(ev *auditv1.Event, seq uint64, prev string) error {
+	id := FormatAuditID(s.cfg.Node, seq)
+	var ok bool
+	if s.buf, s.keys, ok = appendEventJSON(s.buf, ev, s.keys, id, prev); ok {
+		s.buf = append(s.buf, '\n')
+		return nil
+	}
 	chained := *ev
 	chained.Annotations = make(map[string]string, len(ev.Annotations)+2)
 	maps.Copy(chained.Annotations, ev.Annotations)
-	chained.Annotations[AnnotationAuditID] = FormatAuditID(s.cfg.Node, seq)
+	chained.Annotations[AnnotationAuditID] = id
 	chained.Annotations[AnnotationAuditPrev] = prev
-	return s.enc.Encode(&chained) // json.Marshal's bytes, and a newline
+	line, err := json.Marshal(&chained)
+	if err != nil {
+		return err
+	}
+	s.buf = append(append(s.buf, line...), '\n')
+	return nil
 }
 
 // Head returns the last event's sequence number and chain hash.

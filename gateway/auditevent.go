@@ -38,13 +38,13 @@ func (g *Gateway) auditEvent(r *http.Request, x *exchange, rec *responseRecorder
 		AuditID:                  types.UID(x.id),
 		Stage:                    auditv1.StageResponseComplete,
 		RequestURI:               g.auditRequestURI(r.URL),
-		Verb:                     strings.ToLower(r.Method),
 		SourceIPs:                sourceIPs(r),
 		UserAgent:                r.UserAgent(),
 		ResponseStatus:           &metav1.Status{Code: int32(rec.code())},
 		RequestReceivedTimestamp: metav1.NewMicroTime(x.start),
 		StageTimestamp:           metav1.NewMicroTime(end),
-		Annotations:              map[string]string{},
+		// Room for an allowed request's annotations without growing.
+		Annotations: make(map[string]string, 8),
 	}
 	if x.principal != nil {
 		u := authnv1.UserInfo{Username: x.principal.User, UID: x.principal.UID, Groups: x.principal.Groups}
@@ -64,7 +64,9 @@ func (g *Gateway) auditEvent(r *http.Request, x *exchange, rec *responseRecorder
 	if x.authErr != nil {
 		ev.Annotations[audit.AnnotationAuthError] = x.authErr.Error()
 	}
-	if x.req != nil {
+	if x.req == nil {
+		ev.Verb = strings.ToLower(r.Method)
+	} else {
 		ev.Verb = x.req.Verb
 		if x.req.IsResourceRequest {
 			ev.ObjectRef = &auditv1.ObjectReference{

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/kubegate/kubegate/identity"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -105,12 +107,15 @@ func stripClientCredentials(h http.Header) {
 
 // setImpersonation makes the apiserver apply the principal's RBAC.
 func setImpersonation(h http.Header, p *identity.Principal) {
-	h.Set("Impersonate-User", p.User)
-	for _, g := range p.Groups {
-		h.Add("Impersonate-Group", g)
+	h["Impersonate-User"] = []string{p.User}
+	if len(p.Groups) > 0 {
+		// The header shares the groups (the request's own copy of the
+		// principal) rather than copy them one by one; clipped, so that
+		// an Add to the header cannot write into them.
+		h["Impersonate-Group"] = slices.Clip(p.Groups)
 	}
 	if p.UID != "" {
-		h.Set("Impersonate-Uid", p.UID)
+		h["Impersonate-Uid"] = []string{p.UID}
 	}
 	for k, vs := range p.Extra {
 		key := "Impersonate-Extra-" + escapeExtraKey(k)
@@ -123,6 +128,9 @@ func setImpersonation(h http.Header, p *identity.Principal) {
 // escapeExtraKey percent-encodes an extra key as the apiserver expects in
 // Impersonate-Extra-<key> header names (client-go does the same).
 func escapeExtraKey(k string) string {
+	if !strings.ContainsFunc(k, func(r rune) bool { return r >= utf8.RuneSelf || !isTokenChar(byte(r)) || r == '%' }) {
+		return k
+	}
 	var b strings.Builder
 	for i := 0; i < len(k); i++ {
 		c := k[i]

@@ -114,7 +114,7 @@ func (g *Gateway) maskResponse(resp *http.Response) error {
 		}
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxMaskedBody+1))
+	b, err := readResponse(resp, maxMaskedBody)
 	if err != nil {
 		return fmt.Errorf("reading the response to mask it: %w", err)
 	}
@@ -289,5 +289,31 @@ func (t *maskingTap) flush() {
 	if t.out != nil {
 		_ = t.SessionRecording.Output(t.out.Flush())
 		_ = t.SessionRecording.ErrorOutput(t.errOut.Flush())
+	}
+}
+
+// readResponse reads resp's body up to limit+1 bytes (so that a longer one
+// shows), into a buffer of the size the Content-Length announces, where
+// it is known and within limit: io.ReadAll grows its buffer from 512
+// bytes, copying the body on each step.
+func readResponse(resp *http.Response, limit int64) ([]byte, error) {
+	size := int64(512)
+	if resp.ContentLength >= 0 && resp.ContentLength <= limit {
+		size = resp.ContentLength + 1 // room to read the EOF without growing
+	}
+	b := make([]byte, 0, size)
+	r := io.LimitReader(resp.Body, limit+1)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
 	}
 }

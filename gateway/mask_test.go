@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/kubegate/kubegate/identity"
 	"github.com/kubegate/kubegate/k8swire"
@@ -306,4 +307,35 @@ func TestMaskingListsAreStreamed(t *testing.T) {
 			t.Fatal("no audit event records the cut list")
 		}
 	})
+}
+
+// readResponse reads the whole body whatever its Content-Length says, and
+// one byte past the limit of one that is too long.
+func TestReadResponse(t *testing.T) {
+	body := strings.Repeat("x", 1000)
+	for _, tc := range []struct {
+		name   string
+		length int64
+		limit  int64
+		want   int
+	}{
+		{"known", 1000, 4096, 1000},
+		{"unknown", -1, 4096, 1000},
+		{"announced short", 10, 4096, 1000},
+		{"announced long", 3000, 4096, 1000},
+		{"over the limit", 1000, 100, 101},
+		{"unknown over the limit", -1, 100, 101},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := &http.Response{Body: io.NopCloser(iotest.OneByteReader(strings.NewReader(body))), ContentLength: tc.length}
+			got, err := readResponse(resp, tc.limit)
+			if err != nil || len(got) != tc.want || string(got) != body[:tc.want] {
+				t.Fatalf("readResponse = %d bytes, %v; want %d", len(got), err, tc.want)
+			}
+		})
+	}
+	resp := &http.Response{Body: io.NopCloser(iotest.ErrReader(io.ErrUnexpectedEOF)), ContentLength: 5}
+	if _, err := readResponse(resp, 100); err != io.ErrUnexpectedEOF {
+		t.Fatalf("readResponse of a failing body: %v", err)
+	}
 }
