@@ -105,8 +105,9 @@ const eventSuffix = "\"]\n"
 // It works in place in dst's spare capacity, byte by byte; within a run of
 // safe bytes it copies eight at a time, keeping those up to the first
 // unsafe one. Output such as `yes` prints needs an escape every other
-// byte, so the run must have begun before words are tried. Bytes past the
-// returned length may be overwritten.
+// byte, so the run must have begun before words are tried, and a safe byte
+// followed by a two-byte escape is taken in one turn of the loop. Bytes
+// past the returned length may be overwritten.
 func appendText(dst, p []byte) (out []byte, n int, invalid bool) {
 	w, buf := len(dst), dst[:cap(dst)]
 	run := 0 // safe bytes copied one at a time since the last unsafe one
@@ -116,6 +117,15 @@ func appendText(dst, p []byte) (out []byte, n int, invalid bool) {
 			if run < 2 || len(p)-n < 8 || len(buf)-w < 8 {
 				buf[w] = b
 				n, w, run = n+1, w+1, run+1
+				// A two-byte escape right after a safe byte (the newline
+				// of "y\n", a line's end) is taken in the same turn: the
+				// room checked above holds both.
+				if n < len(p) && p[n] < utf8.RuneSelf {
+					if e := shortEscape[p[n]]; e != 0 {
+						buf[w], buf[w+1] = '\\', e
+						n, w, run = n+1, w+2, 0
+					}
+				}
 				continue
 			}
 			x := binary.LittleEndian.Uint64(p[n:])

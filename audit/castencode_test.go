@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/kubegate/kubegate/internal/benchcpu"
 )
 
 // safeRunSlow is safeRun one byte at a time: the reference.
@@ -134,6 +136,7 @@ func BenchmarkAppendText(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(p)))
 			b.ReportAllocs()
+			defer benchcpu.Report(b)()
 			for b.Loop() {
 				for rest := p; len(rest) > 0; {
 					_, n, _ := appendText(dst, rest)

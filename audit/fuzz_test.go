@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kubegate/kubegate/internal/benchcpu"
 )
 
 func FuzzParseCast(f *testing.F) {
@@ -151,11 +153,13 @@ func benchRecordingOutput(b *testing.B, chunk []byte) {
 	}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(chunk)))
+	report := benchcpu.Report(b)
 	for b.Loop() {
 		if err := r.Output(chunk); err != nil {
 			b.Fatal(err)
 		}
 	}
+	report()
 	b.StopTimer()
 	if _, err := r.Close(); err != nil {
 		b.Fatal(err)

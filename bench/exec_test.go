@@ -90,24 +90,52 @@ func BenchmarkExecSetupRate(b *testing.B) {
 // BenchmarkExecThroughput streams -stream-mib MiB of text stdout (`yes`)
 // from one exec session over WebSocket, direct, through nginx and through
 // kubegate (recorded, and its output masked), interleaved in -rounds, and
-// reports the median MiB/s of each.
+// reports the median MiB/s of each, and the proxies' median CPU time per
+// MiB (user+system, from /proc): the figure that holds on a shared machine,
+// where the client, the apiserver and the kubelet compete for the same
+// cores.
 func BenchmarkExecThroughput(b *testing.B) {
 	c := comparison(b)
 	size := int64(*streamMiB) << 20
-	throughput := func(t target) (float64, error) {
+	type round struct {
+		rate float64
+		cpu  time.Duration // the proxy's, for the whole stream
+	}
+	proxyCPU := func(t target) (time.Duration, error) {
+		if t.pids == nil {
+			return 0, nil
+		}
+		pids, err := t.pids()
+		if err != nil {
+			return 0, err
+		}
+		s, err := sumStat(pids)
+		return s.cpu, err
+	}
+	throughput := func(t target) (round, error) {
+		cpu0, err := proxyCPU(t)
+		if err != nil {
+			return round{}, err
+		}
 		n := &countingWriter{}
 		start := time.Now()
 		if err := execOnce(t.cfg, true, n, "sh", "-c", fmt.Sprintf("yes | head -c %d", size)); err != nil {
-			return 0, err
+			return round{}, err
 		}
 		elapsed := time.Since(start)
 		if n.n != size {
-			return 0, fmt.Errorf("received %d bytes, want %d", n.n, size)
+			return round{}, fmt.Errorf("received %d bytes, want %d", n.n, size)
 		}
-		return float64(size) / (1 << 20) / elapsed.Seconds(), nil
+		cpu1, err := proxyCPU(t)
+		if err != nil {
+			return round{}, err
+		}
+		return round{rate: float64(size) / (1 << 20) / elapsed.Seconds(), cpu: cpu1 - cpu0}, nil
 	}
 	samples := interleave(b, c.all(), b.N**rounds, throughput)
-	reportMedians(b, c.all(), samples, "MiB/s")
+	reportMedians(b, c.all(), column(samples, func(r round) float64 { return r.rate }), "MiB/s")
+	perMiB := func(r round) float64 { return ms(r.cpu) / float64(*streamMiB) }
+	reportMedians(b, []target{c.nginx, c.kubegate}, column(samples[1:], perMiB), "cpu-ms/MiB")
 }
 
 type countingWriter struct{ n int64 }

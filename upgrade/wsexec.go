@@ -40,7 +40,8 @@ const (
 func serveWebSocket(w http.ResponseWriter, req *http.Request, opts *serverremotecommand.Options, r *relay) {
 	conn := newWSChannelConn(opts)
 	conn.SetIdleTimeout(streamIdleTimeout)
-	protocol, streams, err := conn.Open(wsCheckingWriter{ResponseWriter: w, maxFrame: r.cfg.MaxFrameBytes}, req)
+	wsOut := &wsOutput{idle: streamIdleTimeout}
+	protocol, streams, err := conn.Open(wsCheckingWriter{ResponseWriter: w, maxFrame: r.cfg.MaxFrameBytes, out: wsOut}, req)
 	if err != nil {
 		// Open has already answered the client (the handshake failed).
 		r.finish(fmt.Errorf("websocket handshake: %w", err))
@@ -72,15 +73,24 @@ func serveWebSocket(w http.ResponseWriter, req *http.Request, opts *serverremote
 		go readResizes(ctx, streams[chanResize], resize)
 	}
 	var in io.Reader
-	var out, errOut io.WriteCloser
 	if opts.Stdin {
 		in = streams[chanStdin]
 	}
+	var out, errOut io.Writer
 	if opts.Stdout {
 		out = streams[chanStdout]
 	}
 	if opts.Stderr {
 		errOut = streams[chanStderr]
+	}
+	// Binary channel protocols: output goes around wsstream (see wsOutput).
+	if wsOut.conn != nil && wsBinaryProtocol(protocol) {
+		if opts.Stdout {
+			out = wsChannelWriter{out: wsOut, ch: chanStdout}
+		}
+		if opts.Stderr {
+			errOut = wsChannelWriter{out: wsOut, ch: chanStderr}
+		}
 	}
 	runErr := r.run(ctx, in, out, errOut, opts.TTY, resize)
 	conn.SetWriteDeadline(wsStatusWriteTimeout)
@@ -112,6 +122,16 @@ func newWSChannelConn(opts *serverremotecommand.Options) *wsstream.Conn {
 		wsProtocolV4Base64: text,
 		wsProtocolV5:       binary,
 	})
+}
+
+// wsBinaryProtocol reports whether a channel protocol sends binary
+// messages whose first byte is the channel (the base64 ones send text).
+func wsBinaryProtocol(protocol string) bool {
+	switch protocol {
+	case "", wsProtocolV1, wsProtocolV4, wsProtocolV5:
+		return true
+	}
+	return false
 }
 
 func channelIf(on bool, t wsstream.ChannelType) wsstream.ChannelType {

@@ -310,7 +310,7 @@ func (s *wsSession) receive(stdout, stderr io.Writer) (*metav1.Status, error) {
 			return nil, fmt.Errorf("%w: data on channel %d, which the session did not ask for", errUpstreamProtocol, ch[0])
 		}
 		bp := copyBuffers32.Get().(*[]byte)
-		_, err = io.CopyBuffer(writerOnly{dst}, r, *bp)
+		err = copyMessage(dst, r, *bp)
 		copyBuffers32.Put(bp)
 		if err != nil {
 			return nil, err
@@ -318,8 +318,30 @@ func (s *wsSession) receive(stdout, stderr io.Writer) (*metav1.Status, error) {
 	}
 }
 
-// writerOnly hides a writer's ReadFrom, so io.CopyBuffer uses the buffer.
-type writerOnly struct{ io.Writer }
+// copyMessage writes the rest of one message from r to dst in pieces of
+// up to len(buf) bytes, each as much of the message as fits in buf. The
+// WebSocket reader hands over a message one TLS record (16 KiB) or
+// read-buffer's worth at a time; passing on whole messages instead makes
+// fewer writes to the tap and the client, each of which costs a recording
+// event, a client frame and a write to its socket. It waits only for bytes
+// the sender has already framed as part of this message.
+func copyMessage(dst io.Writer, r io.Reader, buf []byte) error {
+	for {
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			return nil
+		default:
+			return err
+		}
+	}
+}
 
 // statusError turns the apiserver's exit status into what client-go's
 // executors return: nil for success, a CodeExitError for a non-zero exit

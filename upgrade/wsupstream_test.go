@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -142,7 +143,7 @@ func TestWSExecutorSendsStdinAndClose(t *testing.T) {
 
 // wsFakeUpstream is a TLS server that upgrades to v5.channel.k8s.io and
 // hands the connection to serve.
-func wsFakeUpstream(t *testing.T, serve func(*websocket.Conn)) *httptest.Server {
+func wsFakeUpstream(t testing.TB, serve func(*websocket.Conn)) *httptest.Server {
 	t.Helper()
 	up := websocket.Upgrader{Subprotocols: []string{wsProtocolV5}}
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -158,7 +159,7 @@ func wsFakeUpstream(t *testing.T, serve func(*websocket.Conn)) *httptest.Server 
 }
 
 // runWSExecutor runs kubegate's upstream WebSocket client against srv.
-func runWSExecutor(t *testing.T, srv *httptest.Server, opts clientremotecommand.StreamOptions) error {
+func runWSExecutor(t testing.TB, srv *httptest.Server, opts clientremotecommand.StreamOptions) error {
 	t.Helper()
 	u, _ := url.Parse(srv.URL + "/api/v1/namespaces/dev/pods/p/exec?command=sh&stdout=true")
 	cfg := &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{CAData: rcCAPEM(srv)}}
@@ -169,4 +170,80 @@ func runWSExecutor(t *testing.T, srv *httptest.Server, opts clientremotecommand.
 	ctx, cancel := context.WithTimeout(t.Context(), rcTimeout)
 	defer cancel()
 	return e.StreamWithContext(ctx, opts)
+}
+
+// TestWSExecutorPassesWholeMessages has the fake apiserver send stdout in
+// messages of several sizes, one split over frames: each reaches stdout in
+// as few writes as the copy buffer allows (its 32 KiB), not one per read
+// of the connection.
+func TestWSExecutorPassesWholeMessages(t *testing.T) {
+	msg := func(n int) []byte { return append([]byte{chanStdout}, bytes.Repeat([]byte("y\n"), n/2)...) }
+	success := append([]byte{chanError}, `{"kind":"Status","apiVersion":"v1","status":"Success"}`...)
+	srv := wsFakeUpstream(t, func(conn *websocket.Conn) {
+		for _, m := range [][]byte{msg(100), msg(32 << 10), msg(40 << 10)} {
+			if err := conn.WriteMessage(websocket.BinaryMessage, m); err != nil {
+				return
+			}
+		}
+		// One message in three frames.
+		w, err := conn.NextWriter(websocket.BinaryMessage)
+		if err != nil {
+			return
+		}
+		for _, part := range [][]byte{{chanStdout}, bytes.Repeat([]byte("y\n"), 5<<10), bytes.Repeat([]byte("y\n"), 5<<10)} {
+			if _, err := w.Write(part); err != nil {
+				return
+			}
+			if f, ok := w.(interface{ Flush() error }); ok {
+				_ = f.Flush()
+			}
+		}
+		if w.Close() != nil || conn.WriteMessage(websocket.BinaryMessage, success) != nil {
+			return
+		}
+		_ = conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	})
+	var out writeSizes
+	if err := runWSExecutor(t, srv, clientremotecommand.StreamOptions{Stdout: &out}); err != nil {
+		t.Fatal(err)
+	}
+	want := []int{100, 32 << 10, 32 << 10, 8 << 10, 20 << 10}
+	if !slices.Equal(out.sizes, want) {
+		t.Errorf("stdout written in pieces of %v bytes, want %v", out.sizes, want)
+	}
+}
+
+// writeSizes notes the size of each write.
+type writeSizes struct{ sizes []int }
+
+func (w *writeSizes) Write(p []byte) (int, error) {
+	w.sizes = append(w.sizes, len(p))
+	return len(p), nil
+}
+
+// BenchmarkWSExecutorReceive streams stdout from a fake apiserver over TLS
+// in 32 KiB messages, as a kubelet relays a busy process's output, through
+// kubegate's upstream WebSocket client into a discarding writer.
+func BenchmarkWSExecutorReceive(b *testing.B) {
+	const total = 64 << 20
+	m := append([]byte{chanStdout}, bytes.Repeat([]byte("y\n"), 16<<10)...)
+	success := append([]byte{chanError}, `{"kind":"Status","apiVersion":"v1","status":"Success"}`...)
+	srv := wsFakeUpstream(b, func(conn *websocket.Conn) {
+		for range total / (len(m) - 1) {
+			if conn.WriteMessage(websocket.BinaryMessage, m) != nil {
+				return
+			}
+		}
+		_ = conn.WriteMessage(websocket.BinaryMessage, success)
+		_ = conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	})
+	b.ReportAllocs()
+	b.SetBytes(total)
+	for b.Loop() {
+		var out writeSizes
+		if err := runWSExecutor(b, srv, clientremotecommand.StreamOptions{Stdout: &out}); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(len(out.sizes)), "writes/op")
+	}
 }
